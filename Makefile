@@ -1,0 +1,47 @@
+# gpuslice — build, test and verify. `make test` is what CI runs (.ci/run).
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 30s
+
+.PHONY: all build test test-unit verify fmt vet tidy-check bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build $(PKGS)
+
+# test runs every test: unit and table tests, fuzz seed corpora (go test runs
+# them as ordinary tests), then the static checks of verify.
+test: test-unit verify
+
+test-unit:
+	$(GO) test -count=1 $(PKGS)
+
+verify: fmt vet tidy-check
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+# tidy-check fails when go.mod/go.sum are not what `go mod tidy` makes them.
+tidy-check:
+	@cp go.mod /tmp/gpuslice-go.mod.bak; cp go.sum /tmp/gpuslice-go.sum.bak; \
+	$(GO) mod tidy; \
+	if ! cmp -s go.mod /tmp/gpuslice-go.mod.bak || ! cmp -s go.sum /tmp/gpuslice-go.sum.bak; then \
+		cp /tmp/gpuslice-go.mod.bak go.mod; cp /tmp/gpuslice-go.sum.bak go.sum; \
+		echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; fi
+
+# bench prints the allocator's per-node costs (ns/op, allocs/op).
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=6 ./pkg/allocator/
+
+# fuzz runs each fuzz target for FUZZTIME.
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./pkg/podrequest/
+	$(GO) test -run='^$$' -fuzz=FuzzValidateLayout -fuzztime=$(FUZZTIME) ./pkg/topology/
+
+clean:
+	rm -rf bin/

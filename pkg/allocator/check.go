@@ -1,0 +1,112 @@
+package allocator
+
+import (
+	"fmt"
+
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+)
+
+// Code classifies a feasibility verdict.
+type Code uint8
+
+const (
+	// Fits: every requested resource has enough free healthy devices.
+	Fits Code = iota
+	// Insufficient: the node has the resource but too few free devices now;
+	// freeing some (deletion, preemption) could help.
+	Insufficient
+	// NotOffered: the node advertises no device of the resource.
+	NotOffered
+	// ExceedsNode: the request is larger than every healthy device of the
+	// resource on the node together; nothing but a reconfiguration helps.
+	ExceedsNode
+	// SharedCountOverOne: the device plugin runs with
+	// failRequestsGreaterThanOne and a container asks for more than one
+	// replica of a time-sliced resource; the kubelet would fail the pod.
+	SharedCountOverOne
+)
+
+// Verdict is the answer of Check. It holds no heap data, so producing it does
+// not allocate; Reason formats the message on demand.
+type Verdict struct {
+	Code     Code
+	Resource string
+	// Need is the number of devices asked for; the rest describe the node's
+	// devices of Resource.
+	Need, Free, Used, Total, Unhealthy int
+	Container                          string
+}
+
+// OK reports whether the request fits.
+func (v Verdict) OK() bool { return v.Code == Fits }
+
+// Unresolvable reports whether freeing devices on the node cannot make the
+// request fit (the scheduler's UnschedulableAndUnresolvable).
+func (v Verdict) Unresolvable() bool {
+	return v.Code == NotOffered || v.Code == ExceedsNode || v.Code == SharedCountOverOne
+}
+
+// Reason is a message a user can act on, naming the resource and the counts.
+func (v Verdict) Reason() string {
+	unhealthy := ""
+	if v.Unhealthy > 0 {
+		unhealthy = fmt.Sprintf(", %d unhealthy", v.Unhealthy)
+	}
+	switch v.Code {
+	case Fits:
+		return ""
+	case Insufficient:
+		if v.Free == 0 {
+			return fmt.Sprintf("no free %s: %d of %d in use%s", v.Resource, v.Used, v.Total, unhealthy)
+		}
+		return fmt.Sprintf("not enough free %s: need %d, %d free (%d of %d in use%s)", v.Resource, v.Need, v.Free, v.Used, v.Total, unhealthy)
+	case NotOffered:
+		return fmt.Sprintf("node offers no %s", v.Resource)
+	case ExceedsNode:
+		return fmt.Sprintf("%s: request of %d exceeds the node's %d healthy devices (%d in all%s)", v.Resource, v.Need, v.Total-v.Unhealthy, v.Total, unhealthy)
+	case SharedCountOverOne:
+		return fmt.Sprintf("container %q asks for %d replicas of time-sliced %s, but the device plugin sets failRequestsGreaterThanOne", v.Container, v.Need, v.Resource)
+	}
+	return fmt.Sprintf("unknown verdict %d", v.Code)
+}
+
+// Check reports whether req fits on the node now. It does not allocate.
+func (s *State) Check(req *podrequest.Request) Verdict {
+	n := s.node
+	if req == nil {
+		return Verdict{}
+	}
+	for i := range req.Effective {
+		rc := &req.Effective[i]
+		ri, ok := n.resIndex[rc.Name]
+		if !ok {
+			return Verdict{Code: NotOffered, Resource: rc.Name, Need: rc.Count}
+		}
+		r := &n.resources[ri]
+		if int32(rc.Count) <= s.free[ri] {
+			continue
+		}
+		v := Verdict{Code: Insufficient, Resource: rc.Name, Need: rc.Count, Free: int(s.free[ri]), Total: int(r.total), Unhealthy: int(r.total - r.healthy)}
+		if int32(rc.Count) > r.healthy {
+			v.Code = ExceedsNode
+		}
+		for _, ui := range r.units {
+			v.Used += int(s.used[ui])
+		}
+		return v
+	}
+	if n.failOver1 {
+		for i := range req.Containers {
+			c := &req.Containers[i]
+			for _, rc := range c.Resources {
+				if rc.Count <= 1 {
+					continue
+				}
+				if ri, ok := n.resIndex[rc.Name]; ok && n.resources[ri].shared {
+					return Verdict{Code: SharedCountOverOne, Resource: rc.Name, Need: rc.Count, Container: c.Name}
+				}
+			}
+		}
+	}
+	return Verdict{}
+}

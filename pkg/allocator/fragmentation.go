@@ -1,0 +1,73 @@
+package allocator
+
+import "github.com/gpuslice/gpuslice/pkg/podrequest"
+
+// fragmentationGain is F(before) - F(after): how much placing req lowers the
+// node's expected stranded capacity under the mix. F is, in the manner of
+// FGD, the expectation over workload classes m of the free GPU capacity that
+// m cannot use: all free capacity when m does not fit on the node, else the
+// free capacity in resources m does not ask for. The device plugin hands out
+// any free device of a resource, so "fits" is a count per resource.
+func (s *State) fragmentationGain(req *podrequest.Request, mix *Mix) float64 {
+	n := s.node
+	var deltaBuf [maxReqResources]delta
+	deltas := deltaBuf[:0]
+	for i := range req.Effective {
+		rc := &req.Effective[i]
+		if ri, ok := n.resIndex[rc.Name]; ok && rc.Count > 0 {
+			deltas = append(deltas, delta{res: ri, count: int32(rc.Count)})
+		}
+	}
+	freeBefore, freeAfter := 0.0, 0.0
+	for ri := range n.resources {
+		w := n.resources[ri].weight
+		freeBefore += float64(s.free[ri]) * w
+		freeAfter += float64(s.freeOf(int32(ri), deltas)) * w
+	}
+	if mix == nil || len(mix.Classes) == 0 {
+		self := MixClass{Resources: req.Effective, Weight: 1}
+		return s.stranded(nil, freeBefore, &self) - s.stranded(deltas, freeAfter, &self)
+	}
+	before, after := 0.0, 0.0
+	for i := range mix.Classes {
+		c := &mix.Classes[i]
+		before += c.Weight * s.stranded(nil, freeBefore, c)
+		after += c.Weight * s.stranded(deltas, freeAfter, c)
+	}
+	return before - after
+}
+
+type delta struct {
+	res   int32
+	count int32
+}
+
+func (s *State) freeOf(ri int32, deltas []delta) int32 {
+	f := s.free[ri]
+	for _, d := range deltas {
+		if d.res == ri {
+			f -= d.count
+		}
+	}
+	return f
+}
+
+// stranded is the free capacity (free, in GPU-equivalents) that class c
+// cannot use, with deltas taken from the free counts.
+func (s *State) stranded(deltas []delta, free float64, c *MixClass) float64 {
+	n := s.node
+	usable := 0.0
+	for i := range c.Resources {
+		rc := &c.Resources[i]
+		ri, ok := n.resIndex[rc.Name]
+		if !ok {
+			return free
+		}
+		f := s.freeOf(ri, deltas)
+		if f < int32(rc.Count) {
+			return free
+		}
+		usable += float64(f) * n.resources[ri].weight
+	}
+	return free - usable
+}

@@ -1,0 +1,120 @@
+package allocator
+
+import (
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+)
+
+// MixClass is one kind of GPU request and its share of the workload.
+type MixClass struct {
+	Resources []podrequest.ResourceCount
+	Weight    float64
+}
+
+// Mix is a workload mix: request classes with weights summing to 1. It is
+// immutable once built.
+type Mix struct {
+	Classes []MixClass
+}
+
+// MixLearner learns the workload mix from the requests the scheduler sees,
+// with exponentially decaying weights so the mix follows the workload. It is
+// safe for concurrent use.
+type MixLearner struct {
+	mu         sync.Mutex
+	growth     float64 // 1/decay per observation
+	scale      float64
+	maxClasses int
+	classes    map[string]*learnedClass
+}
+
+type learnedClass struct {
+	resources []podrequest.ResourceCount
+	raw       float64
+}
+
+// NewMixLearner returns a learner whose weights halve every halfLife
+// observations, keeping at most maxClasses classes (the lightest are
+// forgotten first).
+func NewMixLearner(halfLife, maxClasses int) *MixLearner {
+	halfLife = max(halfLife, 1)
+	return &MixLearner{
+		growth:     math.Pow(2, 1/float64(halfLife)),
+		scale:      1,
+		maxClasses: max(maxClasses, 1),
+		classes:    map[string]*learnedClass{},
+	}
+}
+
+// Observe records one pod's request.
+func (l *MixLearner) Observe(req *podrequest.Request) {
+	if req.Empty() {
+		return
+	}
+	key := req.String()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Instead of decaying every class, grow the weight of new observations.
+	l.scale *= l.growth
+	if l.scale > 1e100 {
+		for _, c := range l.classes {
+			c.raw /= l.scale
+		}
+		l.scale = 1
+	}
+	if c, ok := l.classes[key]; ok {
+		c.raw += l.scale
+		return
+	}
+	if len(l.classes) >= l.maxClasses {
+		lightest, lw := "", math.Inf(1)
+		for k, c := range l.classes {
+			if c.raw < lw || (c.raw == lw && k < lightest) {
+				lightest, lw = k, c.raw
+			}
+		}
+		delete(l.classes, lightest)
+	}
+	l.classes[key] = &learnedClass{resources: append([]podrequest.ResourceCount(nil), req.Effective...), raw: l.scale}
+}
+
+// Snapshot returns the current mix, classes sorted by weight (heaviest
+// first). Classes under minShare of the total are dropped.
+func (l *MixLearner) Snapshot(minShare float64) *Mix {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	total := 0.0
+	for _, c := range l.classes {
+		total += c.raw
+	}
+	m := &Mix{}
+	if total == 0 {
+		return m
+	}
+	kept := 0.0
+	for _, c := range l.classes {
+		if c.raw/total < minShare {
+			continue
+		}
+		kept += c.raw
+		m.Classes = append(m.Classes, MixClass{Resources: c.resources, Weight: c.raw})
+	}
+	for i := range m.Classes {
+		m.Classes[i].Weight /= kept
+	}
+	sort.Slice(m.Classes, func(i, j int) bool {
+		if m.Classes[i].Weight != m.Classes[j].Weight {
+			return m.Classes[i].Weight > m.Classes[j].Weight
+		}
+		return classKey(m.Classes[i].Resources) < classKey(m.Classes[j].Resources)
+	})
+	return m
+}
+
+func classKey(rcs []podrequest.ResourceCount) string {
+	r := podrequest.Request{Effective: rcs}
+	return r.String()
+}
