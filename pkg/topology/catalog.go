@@ -210,7 +210,7 @@ func (m *Model) ValidateLayout(instances []GPUInstance) error {
 		if !p.AllowsStart(in.Start) {
 			add("instance %d (%s): start %d not allowed (allowed: %v)", i, p.Name, in.Start, p.Placements)
 		}
-		if in.Start < 0 || in.Start+p.MemorySlices > m.MemorySlices {
+		if in.Start < 0 || in.Start > m.MemorySlices-p.MemorySlices {
 			add("instance %d (%s): memory slices [%d,%d) outside the GPU's %d", i, p.Name, in.Start, in.Start+p.MemorySlices, m.MemorySlices)
 		} else {
 			for s := in.Start; s < in.Start+p.MemorySlices; s++ {

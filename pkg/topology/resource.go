@@ -33,7 +33,7 @@ func SplitReplicaID(id string) (deviceID string, replica int, ok bool) {
 		return id, -1, id != ""
 	}
 	n, err := strconv.Atoi(rep)
-	if err != nil || n < 0 || base == "" {
+	if err != nil || n < 0 || base == "" || strconv.Itoa(n) != rep {
 		return "", 0, false
 	}
 	return base, n, true

@@ -1,0 +1,105 @@
+// Package assignment owns gpuslice's one pod annotation: the devices the
+// scheduler reserved for a pod on its node, per container, as the kubelet is
+// predicted to hand them out. No other package reads or writes it.
+package assignment
+
+import (
+	"encoding/json"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+)
+
+// Annotation is the key of the assignment annotation.
+const Annotation = "gpuslice.io/assignment"
+
+// Assignment is the annotation's content.
+type Assignment struct {
+	Node       string      `json:"node"`
+	Containers []Container `json:"containers"`
+}
+
+// Container is one container's devices.
+type Container struct {
+	Name    string    `json:"name"`
+	Devices []Devices `json:"devices"`
+}
+
+// Devices are the device IDs of one resource.
+type Devices struct {
+	Resource  string   `json:"resource"`
+	DeviceIDs []string `json:"deviceIDs"`
+}
+
+// FromPlacement converts an allocator placement.
+func FromPlacement(p *allocator.Placement) *Assignment {
+	a := &Assignment{Node: p.Node, Containers: make([]Container, 0, len(p.Containers))}
+	for _, c := range p.Containers {
+		ac := Container{Name: c.Name}
+		for _, rd := range c.Devices {
+			ac.Devices = append(ac.Devices, Devices{Resource: rd.Resource, DeviceIDs: append([]string(nil), rd.DeviceIDs...)})
+		}
+		a.Containers = append(a.Containers, ac)
+	}
+	return a
+}
+
+// Placement converts back to an allocator placement.
+func (a *Assignment) Placement() *allocator.Placement {
+	p := &allocator.Placement{Node: a.Node}
+	for _, c := range a.Containers {
+		pc := allocator.ContainerDevices{Name: c.Name}
+		for _, d := range c.Devices {
+			pc.Devices = append(pc.Devices, allocator.ResourceDevices{Resource: d.Resource, DeviceIDs: append([]string(nil), d.DeviceIDs...)})
+		}
+		p.Containers = append(p.Containers, pc)
+	}
+	return p
+}
+
+// Encode returns the annotation value.
+func (a *Assignment) Encode() (string, error) {
+	b, err := json.Marshal(a)
+	return string(b), err
+}
+
+// Decode parses an annotation value, rejecting empty or malformed content.
+func Decode(value string) (*Assignment, error) {
+	var a Assignment
+	if err := json.Unmarshal([]byte(value), &a); err != nil {
+		return nil, fmt.Errorf("annotation %s: %w", Annotation, err)
+	}
+	if a.Node == "" {
+		return nil, fmt.Errorf("annotation %s: no node", Annotation)
+	}
+	for _, c := range a.Containers {
+		for _, d := range c.Devices {
+			if d.Resource == "" || len(d.DeviceIDs) == 0 {
+				return nil, fmt.Errorf("annotation %s: container %q has an empty device entry", Annotation, c.Name)
+			}
+		}
+	}
+	return &a, nil
+}
+
+// FromPod returns the pod's assignment: nil without error when the pod has
+// none, an error when the annotation is malformed.
+func FromPod(pod *v1.Pod) (*Assignment, error) {
+	v, ok := pod.Annotations[Annotation]
+	if !ok {
+		return nil, nil
+	}
+	return Decode(v)
+}
+
+// Patch is the merge patch that sets the annotation; applying it twice is
+// harmless.
+func (a *Assignment) Patch() ([]byte, error) {
+	v, err := a.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{Annotation: v}}})
+}

@@ -1,0 +1,52 @@
+package assignment
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+)
+
+func TestRoundTrip(t *testing.T) {
+	p := &allocator.Placement{Node: "n1", Containers: []allocator.ContainerDevices{
+		{Name: "init", Devices: []allocator.ResourceDevices{{Resource: "nvidia.com/gpu", DeviceIDs: []string{"GPU-a", "GPU-b"}}}},
+		{Name: "app", Devices: []allocator.ResourceDevices{{Resource: "nvidia.com/gpu", DeviceIDs: []string{"GPU-a"}}, {Resource: "nvidia.com/mig-1g.5gb", DeviceIDs: []string{"MIG-x"}}}},
+	}}
+	a := FromPlacement(p)
+	v, err := a.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{Annotation: v}}}
+	back, err := FromPod(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Placement(), p) {
+		t.Fatalf("round trip %+v != %+v", back.Placement(), p)
+	}
+	patch, err := a.Patch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]map[string]map[string]string
+	if err := json.Unmarshal(patch, &m); err != nil || m["metadata"]["annotations"][Annotation] != v {
+		t.Fatalf("patch %s: %v", patch, err)
+	}
+}
+
+func TestDecodeRejectsBadInput(t *testing.T) {
+	for _, bad := range []string{"", "{", `{"containers":[]}`, `{"node":"n","containers":[{"name":"c","devices":[{"resource":"","deviceIDs":["x"]}]}]}`, `{"node":"n","containers":[{"name":"c","devices":[{"resource":"r"}]}]}`} {
+		if _, err := Decode(bad); err == nil || !strings.Contains(err.Error(), Annotation) {
+			t.Errorf("Decode(%q) = %v, want an error naming the annotation", bad, err)
+		}
+	}
+	if a, err := FromPod(&v1.Pod{}); a != nil || err != nil {
+		t.Fatalf("pod without annotation: %v %v", a, err)
+	}
+}
