@@ -1,0 +1,373 @@
+package cache
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+)
+
+// Cache holds every GPU node's allocations. It is safe for concurrent use.
+type Cache struct {
+	opts Options
+
+	mu      sync.RWMutex
+	nodes   map[string]*nodeEntry
+	podNode map[types.UID]string
+	seq     uint64
+}
+
+type nodeEntry struct {
+	mu         sync.Mutex
+	name       string
+	topo       *Topology
+	compiled   *allocator.Node
+	compileErr error
+	heartbeat  time.Time
+	hasLease   bool
+	pods       map[types.UID]*podRecord
+	snap       *allocator.State
+	gen        uint64
+	// unplaced counts records whose devices could not be placed without
+	// double-booking; they hold nothing.
+	unplaced int
+}
+
+type podRecord struct {
+	uid             types.UID
+	namespace, name string
+	phase           Phase
+	req             *podrequest.Request
+	// claimed is the reservation or the assignment annotation.
+	claimed   *allocator.Placement
+	devices   []allocator.ResourceDevices
+	predicted bool
+	order     uint64
+}
+
+// New returns an empty cache.
+func New(opts Options) *Cache {
+	if opts.Catalog == nil {
+		opts.Catalog = topology.NewCatalog()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Cache{opts: opts, nodes: map[string]*nodeEntry{}, podNode: map[types.UID]string{}}
+}
+
+// entry returns the node's entry, creating it when create is set. The caller
+// holds c.mu (write lock when create is set).
+func (c *Cache) entry(name string, create bool) *nodeEntry {
+	e := c.nodes[name]
+	if e == nil && create {
+		e = &nodeEntry{name: name, pods: map[types.UID]*podRecord{}}
+		c.nodes[name] = e
+	}
+	return e
+}
+
+// SetTopology records what the node's exporter published.
+func (c *Cache) SetTopology(name string, t *Topology) {
+	c.mu.Lock()
+	e := c.entry(name, true)
+	c.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.topo = t
+	e.compiled, e.compileErr = nil, nil
+	if t == nil || t.Node == nil {
+		e.compileErr = fmt.Errorf("empty topology")
+	} else if t.Node.Name != name {
+		e.compileErr = fmt.Errorf("topology names node %q", t.Node.Name)
+	} else {
+		e.compiled, e.compileErr = allocator.Compile(t.Node, c.opts.Catalog, c.opts.DefaultPolicy)
+	}
+	e.rebuild()
+}
+
+// RemoveTopology forgets a node's topology; the node takes no GPU pods until
+// its exporter publishes again.
+func (c *Cache) RemoveTopology(name string) {
+	c.mu.RLock()
+	e := c.entry(name, false)
+	c.mu.RUnlock()
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.topo, e.compiled, e.compileErr = nil, nil, nil
+	e.rebuild()
+}
+
+// SetHeartbeat records the renew time of the node exporter's Lease.
+func (c *Cache) SetHeartbeat(name string, renew time.Time) {
+	c.mu.Lock()
+	e := c.entry(name, true)
+	c.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.heartbeat, e.hasLease = renew, true
+}
+
+// RemoveHeartbeat forgets the node's Lease.
+func (c *Cache) RemoveHeartbeat(name string) {
+	c.mu.RLock()
+	e := c.entry(name, false)
+	c.mu.RUnlock()
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.hasLease = false
+}
+
+// View returns the node's current snapshot and whether it may take GPU pods.
+func (c *Cache) View(name string) NodeView {
+	c.mu.RLock()
+	e := c.entry(name, false)
+	c.mu.RUnlock()
+	if e == nil {
+		return NodeView{Freshness: Freshness{Reason: fmt.Sprintf("no GPU topology published for node %s (is the gpuslice exporter running there?)", name)}}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return NodeView{State: e.snap, Freshness: e.freshness(c.opts.Now(), c.opts.StaleAfter), Generation: e.gen}
+}
+
+func (e *nodeEntry) freshness(now time.Time, staleAfter time.Duration) Freshness {
+	switch {
+	case e.topo == nil:
+		return Freshness{Reason: fmt.Sprintf("no GPU topology published for node %s (is the gpuslice exporter running there?)", e.name)}
+	case e.compileErr != nil:
+		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is invalid: %v", e.name, e.compileErr)}
+	case e.topo.State == "Reconfiguring":
+		return Freshness{Reason: fmt.Sprintf("node %s is reconfiguring MIG: %s", e.name, e.topo.Message)}
+	case e.topo.State == "Degraded":
+		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is degraded: %s", e.name, e.topo.Message)}
+	case e.topo.State != "Ready":
+		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is in unknown state %q", e.name, e.topo.State)}
+	case !e.hasLease:
+		return Freshness{Reason: fmt.Sprintf("no heartbeat from the gpuslice exporter on node %s", e.name)}
+	case staleAfter > 0 && now.Sub(e.heartbeat) > staleAfter:
+		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is stale: last exporter heartbeat %s ago (limit %s)",
+			e.name, now.Sub(e.heartbeat).Round(time.Second), staleAfter)}
+	}
+	return Freshness{Usable: true}
+}
+
+// PodUpdate is what the cache needs of a pod from the informer.
+type PodUpdate struct {
+	UID             types.UID
+	Namespace, Name string
+	// Node is spec.nodeName; empty while the pod is pending.
+	Node string
+	// Request is the pod's GPU request; nil or empty pods are not tracked.
+	Request *podrequest.Request
+	// Assignment is the decoded gpuslice.io/assignment annotation, if any.
+	Assignment *allocator.Placement
+	// Terminated is true for pods in phase Succeeded or Failed, or being
+	// deleted with no running containers: the kubelet frees their devices.
+	Terminated bool
+}
+
+// UpsertPod records a pod's current state.
+func (c *Cache) UpsertPod(u PodUpdate) {
+	if u.Terminated || u.Request.Empty() {
+		c.RemovePod(u.UID)
+		return
+	}
+	c.mu.Lock()
+	oldNode, known := c.podNode[u.UID]
+	if u.Node == "" {
+		c.mu.Unlock()
+		// Pending: keep an assumption of ours, drop anything else.
+		if known {
+			if e := c.lockedEntry(oldNode); e != nil {
+				if r := e.pods[u.UID]; r != nil && r.phase != Assumed {
+					delete(e.pods, u.UID)
+					e.rebuild()
+					c.dropIndex(u.UID, oldNode)
+				}
+				e.mu.Unlock()
+			}
+		}
+		return
+	}
+	if known && oldNode != u.Node {
+		c.mu.Unlock()
+		c.RemovePod(u.UID)
+		c.mu.Lock()
+	}
+	c.podNode[u.UID] = u.Node
+	e := c.entry(u.Node, true)
+	c.seq++
+	seq := c.seq
+	c.mu.Unlock()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.pods[u.UID]
+	if r == nil {
+		r = &podRecord{uid: u.UID, order: seq}
+		e.pods[u.UID] = r
+	}
+	r.namespace, r.name, r.req = u.Namespace, u.Name, u.Request
+	if r.phase == 0 || r.phase == Assumed {
+		r.phase = Bound
+	}
+	if u.Assignment != nil && u.Assignment.Node == u.Node {
+		r.claimed = u.Assignment
+	}
+	e.rebuild()
+}
+
+// RemovePod forgets a pod (deleted, terminated, or no longer asking for GPUs).
+func (c *Cache) RemovePod(uid types.UID) {
+	c.mu.Lock()
+	node, ok := c.podNode[uid]
+	delete(c.podNode, uid)
+	e := c.entry(node, false)
+	c.mu.Unlock()
+	if !ok || e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, had := e.pods[uid]; had {
+		delete(e.pods, uid)
+		e.rebuild()
+	}
+}
+
+func (c *Cache) lockedEntry(name string) *nodeEntry {
+	c.mu.RLock()
+	e := c.entry(name, false)
+	c.mu.RUnlock()
+	if e != nil {
+		e.mu.Lock()
+	}
+	return e
+}
+
+func (c *Cache) dropIndex(uid types.UID, node string) {
+	c.mu.Lock()
+	if c.podNode[uid] == node {
+		delete(c.podNode, uid)
+	}
+	c.mu.Unlock()
+}
+
+// Assume reserves a placement for a pod on a node: the scheduling cycle's
+// Reserve. It fails, changing nothing, when any device of the placement is
+// no longer free (another cycle or an informer update took it) or the pod is
+// already placed.
+func (c *Cache) Assume(uid types.UID, namespace, name string, req *podrequest.Request, p *allocator.Placement) error {
+	node := p.Node
+	c.mu.Lock()
+	if other, ok := c.podNode[uid]; ok {
+		c.mu.Unlock()
+		return fmt.Errorf("pod %s/%s already has devices on node %s", namespace, name, other)
+	}
+	e := c.entry(node, false)
+	if e == nil {
+		c.mu.Unlock()
+		return fmt.Errorf("node %s has no GPU topology", node)
+	}
+	c.podNode[uid] = node
+	c.seq++
+	seq := c.seq
+	c.mu.Unlock()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fail := func(err error) error {
+		c.dropIndex(uid, node)
+		return err
+	}
+	if e.snap == nil {
+		return fail(fmt.Errorf("node %s has no usable GPU topology", node))
+	}
+	next := e.snap.Clone()
+	devs := p.Devices()
+	if err := next.Apply(devs); err != nil {
+		return fail(fmt.Errorf("reserve on node %s: %w", node, err))
+	}
+	e.pods[uid] = &podRecord{uid: uid, namespace: namespace, name: name, phase: Assumed, req: req, claimed: p, devices: devs, predicted: true, order: seq}
+	e.snap = next
+	e.gen++
+	return nil
+}
+
+// Forget drops a reservation that did not lead to a binding (Unreserve). It
+// leaves bound and confirmed pods alone.
+func (c *Cache) Forget(uid types.UID) {
+	c.mu.RLock()
+	node, ok := c.podNode[uid]
+	c.mu.RUnlock()
+	if !ok {
+		return
+	}
+	e := c.lockedEntry(node)
+	if e == nil {
+		return
+	}
+	defer e.mu.Unlock()
+	if r := e.pods[uid]; r == nil || r.phase != Assumed {
+		return
+	}
+	delete(e.pods, uid)
+	e.rebuild()
+	c.dropIndex(uid, node)
+}
+
+// Pod returns a pod's record.
+func (c *Cache) Pod(uid types.UID) (PodInfo, bool) {
+	c.mu.RLock()
+	node, ok := c.podNode[uid]
+	c.mu.RUnlock()
+	if !ok {
+		return PodInfo{}, false
+	}
+	e := c.lockedEntry(node)
+	if e == nil {
+		return PodInfo{}, false
+	}
+	defer e.mu.Unlock()
+	r := e.pods[uid]
+	if r == nil {
+		return PodInfo{}, false
+	}
+	return PodInfo{UID: uid, Namespace: r.namespace, Name: r.name, Node: e.name, Phase: r.phase, Devices: r.devices, Predicted: r.predicted}, true
+}
+
+// Nodes lists the names of the nodes the cache knows, sorted.
+func (c *Cache) Nodes() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]string, 0, len(c.nodes))
+	for n := range c.nodes {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Unplaced reports how many pods on the node could not be given devices
+// without double-booking (a sign that the node's topology changed under them).
+func (c *Cache) Unplaced(name string) int {
+	e := c.lockedEntry(name)
+	if e == nil {
+		return 0
+	}
+	defer e.mu.Unlock()
+	return e.unplaced
+}
