@@ -1,0 +1,20 @@
+// Command gpuslice-scheduler is kube-scheduler built with the GPUSlice
+// plugin. Profiles are configured in an ordinary KubeSchedulerConfiguration.
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+
+	// Registers GPUSliceArgs with kube-scheduler's config scheme.
+	_ "github.com/gpuslice/gpuslice/pkg/apis/config/scheme"
+	"github.com/gpuslice/gpuslice/pkg/plugins/gpuslice"
+)
+
+func main() {
+	shared := gpuslice.NewShared()
+	cmd := app.NewSchedulerCommand(app.WithPlugin(gpuslice.Name, shared.New))
+	os.Exit(cli.Run(cmd))
+}

@@ -1,0 +1,37 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ScoringStrategy configures Score.
+type ScoringStrategy struct {
+	// Type is binpack (default), spread or fragmentation-aware.
+	Type *string `json:"type,omitempty"`
+	// GPUWeight weighs how full the GPUs the pod lands on end up (default 2).
+	GPUWeight *int64 `json:"gpuWeight,omitempty"`
+	// NodeWeight weighs how full the node ends up (default 1).
+	NodeWeight *int64 `json:"nodeWeight,omitempty"`
+	// MixHalfLife is the number of observed pods after which an observation
+	// weighs half in the learned workload mix (default 1000).
+	MixHalfLife *int64 `json:"mixHalfLife,omitempty"`
+}
+
+// GPUSliceArgs are the arguments of the GPUSlice plugin.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+type GPUSliceArgs struct {
+	metav1.TypeMeta `json:",inline"`
+
+	ScoringStrategy ScoringStrategy `json:"scoringStrategy,omitempty"`
+	// HeartbeatTimeout is how old a node exporter's Lease may be before the
+	// node takes no GPU pod (default 40s).
+	HeartbeatTimeout *metav1.Duration `json:"heartbeatTimeout,omitempty"`
+	// DefaultAllocationPolicy is the device plugin's
+	// SHARED_DEVICES_ALLOCATION_POLICY assumed for nodes that do not report
+	// it: distributed (default, the plugin's default), packed or spread.
+	DefaultAllocationPolicy *string `json:"defaultAllocationPolicy,omitempty"`
+	// LeaseNamespace is the namespace of the exporters' Leases (default
+	// gpuslice-system).
+	LeaseNamespace *string `json:"leaseNamespace,omitempty"`
+}

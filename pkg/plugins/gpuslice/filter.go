@@ -1,0 +1,34 @@
+package gpuslice
+
+import (
+	"context"
+
+	v1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+)
+
+// Filter admits a node when its exporter's topology is fresh and every GPU
+// resource the pod asks for has enough free healthy devices. It reads only
+// the cache (no API call) and records the snapshot it judged for Score and
+// Reserve.
+func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
+	s, err := getState(cs)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	node := nodeInfo.Node().Name
+	view := p.shared.cache.View(node)
+	if !view.Freshness.Usable {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+view.Freshness.Reason)
+	}
+	st := p.nodeState(s, node, view.State)
+	if v := st.Check(s.req); !v.OK() {
+		code := fwk.Unschedulable
+		if v.Unresolvable() {
+			code = fwk.UnschedulableAndUnresolvable
+		}
+		return fwk.NewStatus(code, "gpuslice: "+v.Reason())
+	}
+	s.record(node, st)
+	return nil
+}

@@ -1,0 +1,74 @@
+// Package gpuslice is the GPUSlice scheduler plugin: it bin-packs pods onto
+// MIG slices and time-sliced GPUs by predicting the device plugin's pick on
+// each node, reserving exactly it and recording it on the pod.
+//
+// One file per extension point: prefilter.go, filter.go, score.go,
+// reserve.go, prebind.go, events.go (EventsToRegister and QueueingHints),
+// sign.go. shared.go holds the state every profile shares (the node cache,
+// the informers feeding it, the learned workload mix).
+package gpuslice
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/apis/config"
+	"github.com/gpuslice/gpuslice/pkg/apis/config/validation"
+)
+
+// Name is the plugin's name in a KubeSchedulerConfiguration.
+const Name = "GPUSlice"
+
+// Plugin is one profile's instance of GPUSlice.
+type Plugin struct {
+	handle fwk.Handle
+	shared *Shared
+	args   *config.GPUSliceArgs
+	scorer allocator.Scorer
+}
+
+var (
+	_ fwk.PreFilterPlugin   = (*Plugin)(nil)
+	_ fwk.FilterPlugin      = (*Plugin)(nil)
+	_ fwk.ScorePlugin       = (*Plugin)(nil)
+	_ fwk.ReservePlugin     = (*Plugin)(nil)
+	_ fwk.PreBindPlugin     = (*Plugin)(nil)
+	_ fwk.EnqueueExtensions = (*Plugin)(nil)
+	_ fwk.SignPlugin        = (*Plugin)(nil)
+)
+
+// Name returns the plugin's name.
+func (p *Plugin) Name() string { return Name }
+
+// New is the plugin factory for one profile. The Shared state is created
+// once per scheduler process (see NewShared) and reused by every profile.
+func (s *Shared) New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+	args, ok := obj.(*config.GPUSliceArgs)
+	if !ok {
+		return nil, fmt.Errorf("%s: want args of type GPUSliceArgs, got %T", Name, obj)
+	}
+	if err := validation.ValidateGPUSliceArgs(nil, args); err != nil {
+		return nil, fmt.Errorf("%s: invalid args: %w", Name, err)
+	}
+	if err := s.init(ctx, h, args); err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	p := &Plugin{
+		handle: h,
+		shared: s,
+		args:   args,
+		scorer: allocator.Scorer{
+			Strategy:   allocator.Strategy(args.ScoringStrategy.Type),
+			GPUWeight:  float64(args.ScoringStrategy.GPUWeight),
+			NodeWeight: float64(args.ScoringStrategy.NodeWeight),
+		},
+	}
+	if err := p.scorer.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	return p, nil
+}

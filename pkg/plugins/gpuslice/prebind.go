@@ -1,0 +1,52 @@
+package gpuslice
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/gpuslice/gpuslice/pkg/assignment"
+)
+
+// PreBindPreFlight skips pods without a reservation.
+func (p *Plugin) PreBindPreFlight(_ context.Context, cs fwk.CycleState, _ *v1.Pod, _ string) (*fwk.PreBindPreFlightResult, *fwk.Status) {
+	if _, err := cs.Read(placementKey); err != nil {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	return &fwk.PreBindPreFlightResult{AllowParallel: true}, nil
+}
+
+// PreBind records the reserved devices on the pod: one merge patch of the
+// gpuslice.io/assignment annotation, idempotent, retried on conflicts and
+// transient errors.
+func (p *Plugin) PreBind(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ string) *fwk.Status {
+	data, err := cs.Read(placementKey)
+	if err != nil {
+		return nil
+	}
+	pd, ok := data.(*placementData)
+	if !ok {
+		return fwk.AsStatus(fmt.Errorf("cycle state %q holds %T", placementKey, data))
+	}
+	patch, err := assignment.FromPlacement(pd.p).Patch()
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	retriable := func(err error) bool {
+		return apierrors.IsConflict(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err)
+	}
+	err = retry.OnError(retry.DefaultBackoff, retriable, func() error {
+		_, err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	})
+	if err != nil {
+		return fwk.AsStatus(fmt.Errorf("recording GPU assignment on pod %s/%s: %w", pod.Namespace, pod.Name, err))
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package gpuslice
+
+import (
+	"context"
+
+	v1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+)
+
+// PreFilter parses the pod's GPU request once per cycle. Pods that ask for
+// no GPU are skipped: their Filter and Score do not run.
+func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: p.shared.catalog})
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+err.Error())
+	}
+	if req.Empty() {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	if err := p.shared.waitSynced(ctx); err != nil {
+		return nil, fwk.NewStatus(fwk.Unschedulable, "gpuslice: "+err.Error())
+	}
+	s := &cycleState{req: req, nodes: map[string]*allocator.State{}}
+	if p.scorer.Strategy == allocator.FragmentationAware {
+		s.mix = p.shared.mix.Snapshot(0.005)
+	}
+	cs.Write(stateKey, s)
+	return nil, nil
+}
+
+// PreFilterExtensions lets preemption's dry run see GPU devices freed by
+// victims (RemovePod) and taken by nominated pods (AddPod).
+func (p *Plugin) PreFilterExtensions() fwk.PreFilterExtensions { return p }
+
+// AddPod adds a nominated pod's devices on a node to this cycle's view.
+func (p *Plugin) AddPod(_ context.Context, cs fwk.CycleState, _ *v1.Pod, podInfo fwk.PodInfo, nodeInfo fwk.NodeInfo) *fwk.Status {
+	return p.adjust(cs, podInfo.GetPod(), nodeInfo, true)
+}
+
+// RemovePod removes a victim's devices from this cycle's view of a node.
+func (p *Plugin) RemovePod(_ context.Context, cs fwk.CycleState, _ *v1.Pod, podInfo fwk.PodInfo, nodeInfo fwk.NodeInfo) *fwk.Status {
+	return p.adjust(cs, podInfo.GetPod(), nodeInfo, false)
+}
+
+func (p *Plugin) adjust(cs fwk.CycleState, other *v1.Pod, nodeInfo fwk.NodeInfo, add bool) *fwk.Status {
+	s, err := getState(cs)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	node := nodeInfo.Node().Name
+	var devs []allocator.ResourceDevices
+	if info, ok := p.shared.cache.Pod(other.UID); ok && info.Node == node {
+		devs = info.Devices
+	} else if add {
+		// A nominated pod not placed yet: reserve a predicted placement.
+		req, err := podrequest.Parse(other, podrequest.Options{Catalog: p.shared.catalog})
+		if err != nil || req.Empty() {
+			return nil
+		}
+		view := p.shared.cache.View(node)
+		if view.State == nil {
+			return nil
+		}
+		if pl, v := p.nodeState(s, node, view.State).Place(req); v.OK() {
+			devs = pl.Devices()
+		}
+	}
+	if len(devs) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.overlay == nil {
+		s.overlay = map[string]*overlay{}
+	}
+	o := s.overlay[node]
+	if o == nil {
+		o = &overlay{}
+		s.overlay[node] = o
+	}
+	if add {
+		o.add = append(o.add, devs)
+	} else {
+		o.remove = append(o.remove, devs)
+	}
+	return nil
+}
+
+// nodeState applies the cycle's overlay for a node to a snapshot.
+func (p *Plugin) nodeState(s *cycleState, node string, base *allocator.State) *allocator.State {
+	o := s.overlayFor(node)
+	if o == nil {
+		return base
+	}
+	st := base.Clone()
+	for _, devs := range o.remove {
+		_ = st.Release(devs) // devices already gone from the snapshot stay gone
+	}
+	for _, devs := range o.add {
+		_ = st.Apply(devs) // a device someone holds cannot be added twice
+	}
+	return st
+}

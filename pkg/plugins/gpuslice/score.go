@@ -1,0 +1,53 @@
+package gpuslice
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	v1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+)
+
+// scoreScale keeps the allocator's fractional scores when they become the
+// framework's integers; NormalizeScore maps them onto 0..MaxNodeScore.
+const scoreScale = 1e6
+
+// Score rates a filtered node with the profile's strategy, on the snapshot
+// Filter judged.
+func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
+	s, err := getState(cs)
+	if err != nil {
+		return 0, fwk.AsStatus(err)
+	}
+	st, ok := s.recorded(nodeInfo.Node().Name)
+	if !ok {
+		return 0, fwk.AsStatus(fmt.Errorf("node %s was not filtered in this cycle", nodeInfo.Node().Name))
+	}
+	sc := p.scorer
+	sc.Mix = s.mix
+	return int64(math.Round(sc.Score(st, s.req) * scoreScale)), nil
+}
+
+// ScoreExtensions returns the normaliser.
+func (p *Plugin) ScoreExtensions() fwk.ScoreExtensions { return p }
+
+// NormalizeScore maps raw scores linearly onto 0..MaxNodeScore, best node
+// highest. Equal scores express no preference and become 0.
+func (p *Plugin) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores fwk.NodeScoreList) *fwk.Status {
+	if len(scores) == 0 {
+		return nil
+	}
+	lo, hi := scores[0].Score, scores[0].Score
+	for _, s := range scores {
+		lo, hi = min(lo, s.Score), max(hi, s.Score)
+	}
+	for i := range scores {
+		if hi == lo {
+			scores[i].Score = 0
+			continue
+		}
+		scores[i].Score = (scores[i].Score - lo) * fwk.MaxNodeScore / (hi - lo)
+	}
+	return nil
+}

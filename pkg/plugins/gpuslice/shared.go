@@ -1,0 +1,242 @@
+package gpuslice
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/apis/config"
+	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
+	"github.com/gpuslice/gpuslice/pkg/assignment"
+	"github.com/gpuslice/gpuslice/pkg/cache"
+	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
+	gpusliceinformers "github.com/gpuslice/gpuslice/pkg/generated/informers/externalversions"
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+)
+
+// syncTimeout bounds how long start-up waits for the informers.
+const syncTimeout = 2 * time.Minute
+
+// Shared is the state all profiles of one scheduler process share: the node
+// cache and the informers that feed it, and the learned workload mix. Create
+// it once in main and pass its New method to app.WithPlugin.
+type Shared struct {
+	mu      sync.Mutex
+	cache   *cache.Cache
+	catalog *topology.Catalog
+	mix     *allocator.MixLearner
+	args    *config.GPUSliceArgs
+	client  kubernetes.Interface
+	synced  []toolscache.InformerSynced
+}
+
+// NewShared returns uninitialised shared state; the first profile's New
+// initialises it.
+func NewShared() *Shared {
+	return &Shared{catalog: topology.NewCatalog()}
+}
+
+// init builds the cache and starts its informers on the first call; later
+// calls check that the profile's args agree on what the cache depends on.
+func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceArgs) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cache != nil {
+		switch {
+		case args.HeartbeatTimeout != s.args.HeartbeatTimeout:
+			return fmt.Errorf("all profiles must share heartbeatTimeout (%s vs %s)", args.HeartbeatTimeout.Duration, s.args.HeartbeatTimeout.Duration)
+		case args.DefaultAllocationPolicy != s.args.DefaultAllocationPolicy:
+			return fmt.Errorf("all profiles must share defaultAllocationPolicy (%s vs %s)", args.DefaultAllocationPolicy, s.args.DefaultAllocationPolicy)
+		case args.LeaseNamespace != s.args.LeaseNamespace:
+			return fmt.Errorf("all profiles must share leaseNamespace (%s vs %s)", args.LeaseNamespace, s.args.LeaseNamespace)
+		}
+		return nil
+	}
+	logger := klog.FromContext(ctx).WithName(Name)
+	s.args = args
+	s.client = h.ClientSet()
+	s.mix = allocator.NewMixLearner(int(args.ScoringStrategy.MixHalfLife), 64)
+	s.cache = cache.New(cache.Options{
+		Catalog:       s.catalog,
+		DefaultPolicy: topology.AllocationPolicy(args.DefaultAllocationPolicy),
+		StaleAfter:    args.HeartbeatTimeout.Duration,
+	})
+
+	podReg, err := h.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.onPod(logger, obj) },
+		UpdateFunc: func(_, obj any) { s.onPod(logger, obj) },
+		DeleteFunc: func(obj any) { s.onPodDelete(obj) },
+	})
+	if err != nil {
+		return fmt.Errorf("pod handler: %w", err)
+	}
+
+	gpuClient, err := versioned.NewForConfig(h.KubeConfig())
+	if err != nil {
+		return fmt.Errorf("gpuslice client: %w", err)
+	}
+	gpuFactory := gpusliceinformers.NewSharedInformerFactory(gpuClient, 0)
+	gpuReg, err := gpuFactory.Gpuslice().V1alpha1().GPUNodes().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.onGPUNode(obj) },
+		UpdateFunc: func(_, obj any) { s.onGPUNode(obj) },
+		DeleteFunc: func(obj any) { s.onGPUNodeDelete(obj) },
+	})
+	if err != nil {
+		return fmt.Errorf("GPUNode handler: %w", err)
+	}
+	leaseFactory := informers.NewSharedInformerFactoryWithOptions(h.ClientSet(), 0, informers.WithNamespace(args.LeaseNamespace))
+	leaseReg, err := leaseFactory.Coordination().V1().Leases().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.onLease(obj) },
+		UpdateFunc: func(_, obj any) { s.onLease(obj) },
+		DeleteFunc: func(obj any) { s.onLeaseDelete(obj) },
+	})
+	if err != nil {
+		return fmt.Errorf("Lease handler: %w", err)
+	}
+	gpuFactory.Start(ctx.Done())
+	leaseFactory.Start(ctx.Done())
+	s.synced = []toolscache.InformerSynced{podReg.HasSynced, gpuReg.HasSynced, leaseReg.HasSynced}
+	logger.Info("GPUSlice shared state initialised", "leaseNamespace", args.LeaseNamespace, "heartbeatTimeout", args.HeartbeatTimeout.Duration)
+	return nil
+}
+
+// waitSynced blocks until every handler has seen its informer's initial
+// list, so that no pod is scheduled before the cache is rebuilt (after a
+// restart or a leader failover).
+func (s *Shared) waitSynced(ctx context.Context) error {
+	s.mu.Lock()
+	synced := s.synced
+	s.mu.Unlock()
+	done := func() bool {
+		for _, f := range synced {
+			if !f() {
+				return false
+			}
+		}
+		return true
+	}
+	if done() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if !toolscache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("GPU allocation cache not synced yet")
+	}
+	return nil
+}
+
+func (s *Shared) onPod(logger klog.Logger, obj any) {
+	pod, ok := obj.(*v1.Pod)
+	if !ok {
+		return
+	}
+	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: s.catalog})
+	if err != nil {
+		// Such a pod cannot have been admitted with devices; track nothing.
+		logger.V(4).Info("Ignoring pod with an invalid GPU request", "pod", klog.KObj(pod), "err", err)
+		s.cache.RemovePod(pod.UID)
+		return
+	}
+	u := cache.PodUpdate{
+		UID: pod.UID, Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName, Request: req,
+		Terminated: pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed,
+	}
+	if a, err := assignment.FromPod(pod); err != nil {
+		logger.Info("Ignoring malformed assignment annotation", "pod", klog.KObj(pod), "err", err)
+	} else if a != nil {
+		u.Assignment = a.Placement()
+	}
+	s.cache.UpsertPod(u)
+}
+
+func (s *Shared) onPodDelete(obj any) {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if pod, ok := obj.(*v1.Pod); ok {
+		s.cache.RemovePod(pod.UID)
+	}
+}
+
+func (s *Shared) onGPUNode(obj any) {
+	gn, ok := obj.(*gpusliceapi.GPUNode)
+	if !ok {
+		return
+	}
+	s.cache.SetTopology(gn.Name, topologyOf(gn))
+}
+
+func (s *Shared) onGPUNodeDelete(obj any) {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if gn, ok := obj.(*gpusliceapi.GPUNode); ok {
+		s.cache.RemoveTopology(gn.Name)
+	}
+}
+
+func (s *Shared) onLease(obj any) {
+	l, ok := obj.(*coordinationv1.Lease)
+	if !ok {
+		return
+	}
+	s.cache.SetHeartbeat(l.Name, renewTime(l))
+}
+
+func (s *Shared) onLeaseDelete(obj any) {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if l, ok := obj.(*coordinationv1.Lease); ok {
+		s.cache.RemoveHeartbeat(l.Name)
+	}
+}
+
+func renewTime(l *coordinationv1.Lease) time.Time {
+	switch {
+	case l.Spec.RenewTime != nil:
+		return l.Spec.RenewTime.Time
+	case l.Spec.AcquireTime != nil:
+		return l.Spec.AcquireTime.Time
+	}
+	return l.CreationTimestamp.Time
+}
+
+// topologyOf converts a published GPUNode for the cache. Validation happens
+// when the cache compiles it, so a corrupted object is reported by name.
+func topologyOf(gn *gpusliceapi.GPUNode) *cache.Topology {
+	t := &cache.Topology{Node: gn.Spec.Topology(), State: string(gn.Spec.State), Message: gn.Spec.Message}
+	// The object is named after its node; a spec naming another node is
+	// corrupt, and the cache reports it as such.
+	if t.Node.Name == "" {
+		t.Node.Name = gn.Name
+	}
+	if len(gn.Spec.Allocations) > 0 {
+		t.Allocations = make(map[types.UID][]allocator.ResourceDevices, len(gn.Spec.Allocations))
+	}
+	for _, pa := range gn.Spec.Allocations {
+		p := &allocator.Placement{Node: gn.Name}
+		for _, c := range pa.Containers {
+			cd := allocator.ContainerDevices{Name: c.Name}
+			for _, d := range c.Devices {
+				cd.Devices = append(cd.Devices, allocator.ResourceDevices{Resource: d.Resource, DeviceIDs: d.DeviceIDs})
+			}
+			p.Containers = append(p.Containers, cd)
+		}
+		t.Allocations[types.UID(pa.PodUID)] = p.Devices()
+	}
+	return t
+}

@@ -1,0 +1,27 @@
+package gpuslice
+
+import (
+	"context"
+
+	v1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+)
+
+// gpuRequestSigner names the signature fragment of a pod's GPU request.
+const gpuRequestSigner = "v1.Pod.Spec.Containers.GPURequests()"
+
+// SignPod lets the scheduler batch pods with equal GPU requests: placing one
+// pod changes only the chosen node's devices, and every other node's Filter
+// and Score depend only on the request and that node's cache entry. (The
+// fragmentation-aware mix drifts with every placement, but slowly: a
+// batched result is at most a few pods old.) Pods whose request does not
+// parse are not signed.
+func (p *Plugin) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: p.shared.catalog})
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.Unschedulable, err.Error())
+	}
+	return []fwk.SignFragment{{Key: gpuRequestSigner, Value: req.String()}}, nil
+}

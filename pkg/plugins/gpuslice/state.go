@@ -1,0 +1,80 @@
+package gpuslice
+
+import (
+	"fmt"
+	"sync"
+
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+)
+
+const stateKey fwk.StateKey = Name
+
+// cycleState is what one scheduling cycle knows of the pod. PreFilter writes
+// it; Filter records, per node, the snapshot it judged, so that Score and
+// Reserve use that same snapshot.
+type cycleState struct {
+	req *podrequest.Request
+	mix *allocator.Mix
+
+	mu    sync.Mutex
+	nodes map[string]*allocator.State
+	// overlay holds devices that preemption's dry run adds to or removes from
+	// a node (PreFilterExtensions).
+	overlay map[string]*overlay
+}
+
+type overlay struct {
+	add, remove [][]allocator.ResourceDevices
+}
+
+// Clone copies what AddPod/RemovePod change; the recorded snapshots are
+// immutable and shared.
+func (s *cycleState) Clone() fwk.StateData {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &cycleState{req: s.req, mix: s.mix, nodes: make(map[string]*allocator.State, len(s.nodes))}
+	for k, v := range s.nodes {
+		c.nodes[k] = v
+	}
+	if s.overlay != nil {
+		c.overlay = make(map[string]*overlay, len(s.overlay))
+		for k, o := range s.overlay {
+			c.overlay[k] = &overlay{add: append([][]allocator.ResourceDevices(nil), o.add...), remove: append([][]allocator.ResourceDevices(nil), o.remove...)}
+		}
+	}
+	return c
+}
+
+func (s *cycleState) record(node string, st *allocator.State) {
+	s.mu.Lock()
+	s.nodes[node] = st
+	s.mu.Unlock()
+}
+
+func (s *cycleState) recorded(node string) (*allocator.State, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.nodes[node]
+	return st, ok
+}
+
+func (s *cycleState) overlayFor(node string) *overlay {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.overlay[node]
+}
+
+func getState(cs fwk.CycleState) (*cycleState, error) {
+	data, err := cs.Read(stateKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading %q from cycle state: %w", stateKey, err)
+	}
+	s, ok := data.(*cycleState)
+	if !ok {
+		return nil, fmt.Errorf("cycle state %q holds %T, not *cycleState", stateKey, data)
+	}
+	return s, nil
+}
