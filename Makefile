@@ -12,12 +12,34 @@ build:
 
 # test runs every test: unit and table tests, fuzz seed corpora (go test runs
 # them as ordinary tests), then the static checks of verify.
-test: test-unit verify
+test: test-unit test-race verify
 
-test-unit:
+# control-plane builds bin/etcd, bin/kube-apiserver and bin/kubectl for the
+# integration tests (test/framework); cached in bin/, keyed by go.sum.
+.PHONY: control-plane
+control-plane:
+	GO=$(GO) hack/control-plane.sh build
+
+test-unit: control-plane
 	$(GO) test -count=1 $(PKGS)
 
-verify: fmt vet tidy-check
+# test-race runs the packages with concurrent state (the node cache, the
+# plugin's Reserve) under the race detector.
+.PHONY: test-race
+test-race:
+	$(GO) test -count=1 -race ./pkg/cache/ ./pkg/plugins/...
+
+verify: fmt vet tidy-check verify-codegen
+
+# codegen regenerates deepcopy, the typed clientset, listers, informers, apply
+# configurations (pkg/generated) and the CRDs (manifests/crds) from pkg/apis.
+.PHONY: codegen verify-codegen
+codegen:
+	GO=$(GO) hack/update-codegen.sh
+
+# verify-codegen fails when the generated code or CRDs are out of date.
+verify-codegen:
+	GO=$(GO) hack/verify-codegen.sh
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \
@@ -34,9 +56,11 @@ tidy-check:
 		cp /tmp/gpuslice-go.mod.bak go.mod; cp /tmp/gpuslice-go.sum.bak go.sum; \
 		echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; fi
 
-# bench prints the allocator's per-node costs (ns/op, allocs/op).
+# bench prints the allocator's per-node costs and the plugin's per-pod cost
+# on a 1 000-node cluster (ns/op, allocs/op).
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=6 ./pkg/allocator/
+	$(GO) test -run='^$$' -bench=. -benchmem -count=3 ./pkg/plugins/gpuslice/
 
 # fuzz runs each fuzz target for FUZZTIME.
 fuzz:

@@ -35,6 +35,9 @@ func TestPreFilter(t *testing.T) {
 	if _, st := pl.PreFilter(context.Background(), cs, cpuOnly, nil); !st.IsSkip() {
 		t.Fatalf("CPU-only pod: %v, want Skip", st)
 	}
+	if st := pl.PreScore(context.Background(), cs, cpuOnly, nil); !st.IsSkip() {
+		t.Fatalf("CPU-only pod PreScore: %v, want Skip", st)
+	}
 	bad := gpuPod("bad", nil)
 	bad.Spec.Containers[0].Resources.Limits = v1.ResourceList{"nvidia.com/gpu": resource.MustParse("500m")}
 	_, st := pl.PreFilter(context.Background(), cs, bad, nil)

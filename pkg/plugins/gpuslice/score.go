@@ -13,6 +13,15 @@ import (
 // framework's integers; NormalizeScore maps them onto 0..MaxNodeScore.
 const scoreScale = 1e6
 
+// PreScore skips scoring for pods PreFilter skipped (no GPU request): their
+// Score would have nothing to rate.
+func (p *Plugin) PreScore(_ context.Context, cs fwk.CycleState, _ *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
+	if _, err := getState(cs); err != nil {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	return nil
+}
+
 // Score rates a filtered node with the profile's strategy, on the snapshot
 // Filter judged.
 func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
