@@ -10,6 +10,15 @@ all: build
 build:
 	$(GO) build $(PKGS)
 
+# Binaries of the product, into bin/.
+.PHONY: scheduler exporter
+scheduler:
+	$(GO) build -trimpath -ldflags="-s -w" -o bin/gpuslice-scheduler ./cmd/gpuslice-scheduler
+
+# The exporter needs cgo (go-nvml loads libnvidia-ml at run time).
+exporter:
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags="-s -w" -o bin/gpuslice-exporter ./cmd/gpuslice-exporter
+
 # test runs every test: unit and table tests, fuzz seed corpora (go test runs
 # them as ordinary tests), then the static checks of verify.
 test: test-unit test-race verify
@@ -62,10 +71,17 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=6 ./pkg/allocator/
 	$(GO) test -run='^$$' -bench=. -benchmem -count=3 ./pkg/plugins/gpuslice/
 
+# bench-exporter measures the exporter binary's steady-state RSS against a
+# real control plane.
+.PHONY: bench-exporter
+bench-exporter: control-plane exporter
+	$(GO) test -run='^$$' -bench=BenchmarkExporterSteadyStateRSS -benchtime=1x ./test/integration/exporter/
+
 # fuzz runs each fuzz target for FUZZTIME.
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./pkg/podrequest/
 	$(GO) test -run='^$$' -fuzz=FuzzValidateLayout -fuzztime=$(FUZZTIME) ./pkg/topology/
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./pkg/exporter/dpconfig/
 
 clean:
 	rm -rf bin/

@@ -1,0 +1,361 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"reflect"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	listersv1 "k8s.io/client-go/listers/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
+	"github.com/gpuslice/gpuslice/pkg/exporter/dpconfig"
+	"github.com/gpuslice/gpuslice/pkg/exporter/nvml"
+	"github.com/gpuslice/gpuslice/pkg/exporter/podresources"
+	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+)
+
+// MIGConfigStateLabel is set by NVIDIA's MIG manager while it applies a layout.
+const MIGConfigStateLabel = "nvidia.com/mig.config.state"
+
+// GPUSource reads the GPUs (the nvml package's Reader).
+type GPUSource interface {
+	Snapshot() (*nvml.Snapshot, error)
+	WatchHealth(ctx context.Context, out chan<- nvml.HealthEvent) error
+}
+
+// AllocationSource lists what the kubelet gave each pod (PodResources API).
+type AllocationSource interface {
+	List(ctx context.Context) ([]podresources.PodDevices, error)
+}
+
+// Options configure an Agent.
+type Options struct {
+	NodeName       string
+	LeaseNamespace string
+	// HeartbeatInterval is how often the Lease is renewed (default 10s);
+	// LeaseDuration is written into it (default 40s).
+	HeartbeatInterval, LeaseDuration time.Duration
+	// Resync re-reads everything even without a trigger (default 30s).
+	Resync time.Duration
+	// PollInterval is how often PodResources and the config file are checked
+	// for changes (default 1s).
+	PollInterval time.Duration
+	// MinWriteInterval spaces writes of the GPUNode (default 500ms): bursts
+	// of changes coalesce into one write.
+	MinWriteInterval time.Duration
+	Catalog          *topology.Catalog
+}
+
+func (o *Options) defaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&o.HeartbeatInterval, 10*time.Second)
+	set(&o.LeaseDuration, 40*time.Second)
+	set(&o.Resync, 30*time.Second)
+	set(&o.PollInterval, time.Second)
+	set(&o.MinWriteInterval, 500*time.Millisecond)
+	if o.Catalog == nil {
+		o.Catalog = topology.NewCatalog()
+	}
+	if o.LeaseNamespace == "" {
+		o.LeaseNamespace = "gpuslice-system"
+	}
+}
+
+// Agent is the exporter's control loop for one node.
+type Agent struct {
+	opts    Options
+	kube    kubernetes.Interface
+	gpus    GPUSource
+	allocs  AllocationSource
+	config  func() (*dpconfig.Config, error)
+	metrics *Metrics
+	pub     publisher
+	beat    heartbeat
+
+	trigger chan struct{}
+
+	mu         sync.Mutex
+	unhealthy  map[string]string
+	observed   []podresources.PodDevices
+	observeErr error
+	cfgSeen    *dpconfig.Config
+	cfgErrSeen string
+	lastSync   time.Time
+
+	pods  listersv1.PodLister
+	nodes listersv1.NodeLister
+}
+
+// New returns an agent. config reads the device plugin's config file.
+func New(opts Options, kube kubernetes.Interface, gpu versioned.Interface, gpus GPUSource, allocs AllocationSource, config func() (*dpconfig.Config, error), m *Metrics) (*Agent, error) {
+	opts.defaults()
+	if opts.NodeName == "" {
+		return nil, fmt.Errorf("node name is required")
+	}
+	if m == nil {
+		m = NewMetrics()
+	}
+	return &Agent{
+		opts: opts, kube: kube, gpus: gpus, allocs: allocs, config: config, metrics: m,
+		pub:       publisher{client: gpu, node: opts.NodeName},
+		beat:      heartbeat{client: kube, namespace: opts.LeaseNamespace, node: opts.NodeName, duration: opts.LeaseDuration},
+		trigger:   make(chan struct{}, 1),
+		unhealthy: map[string]string{},
+	}, nil
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run syncs until ctx ends. It returns nil on a clean stop.
+func (a *Agent) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx).WithValues("node", a.opts.NodeName)
+	ctx = klog.NewContext(ctx, logger)
+
+	podFactory := informers.NewSharedInformerFactoryWithOptions(a.kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.opts.NodeName).String()
+	}))
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(a.kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.opts.NodeName).String()
+	}))
+	a.pods = podFactory.Core().V1().Pods().Lister()
+	a.nodes = nodeFactory.Core().V1().Nodes().Lister()
+	poke := toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { a.poke() },
+		UpdateFunc: func(oldObj, newObj any) { a.pokeOnLabelChange(oldObj, newObj) },
+		DeleteFunc: func(any) { a.poke() },
+	}
+	if _, err := nodeFactory.Core().V1().Nodes().Informer().AddEventHandler(poke); err != nil {
+		return err
+	}
+	_ = podFactory.Core().V1().Pods().Informer() // lister only: maps PodResources names to UIDs
+	podFactory.Start(ctx.Done())
+	nodeFactory.Start(ctx.Done())
+	defer podFactory.Shutdown()
+	defer nodeFactory.Shutdown()
+	for typ, ok := range podFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("informer for %v did not sync", typ)
+		}
+	}
+	nodeFactory.WaitForCacheSync(ctx.Done())
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(3)
+	go func() { defer wg.Done(); a.watchHealth(ctx) }()
+	go func() { defer wg.Done(); a.poll(ctx) }()
+	go func() { defer wg.Done(); a.heartbeatLoop(ctx) }()
+
+	resync := time.NewTicker(a.opts.Resync)
+	defer resync.Stop()
+	a.poke()
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("Exporter stopping")
+			return nil
+		case <-a.trigger:
+		case <-resync.C:
+		}
+		if err := a.Sync(ctx); err != nil {
+			logger.Error(err, "Sync failed")
+		}
+		// Coalesce bursts: at most one write per MinWriteInterval.
+		select {
+		case <-ctx.Done():
+		case <-time.After(a.opts.MinWriteInterval):
+		}
+	}
+}
+
+func (a *Agent) pokeOnLabelChange(oldObj, newObj any) {
+	o, ok1 := oldObj.(*corev1.Node)
+	n, ok2 := newObj.(*corev1.Node)
+	if !ok1 || !ok2 || o.Labels[MIGConfigStateLabel] != n.Labels[MIGConfigStateLabel] || o.UID != n.UID {
+		a.poke()
+	}
+}
+
+// watchHealth marks GPUs unhealthy on critical XIDs and syncs at once.
+func (a *Agent) watchHealth(ctx context.Context) {
+	events := make(chan nvml.HealthEvent, 16)
+	go func() {
+		if err := a.gpus.WatchHealth(ctx, events); err != nil && ctx.Err() == nil {
+			klog.FromContext(ctx).Error(err, "NVML health events unavailable; health is read on every sync")
+			a.metrics.syncError("nvml")
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-events:
+			if !ev.Critical {
+				continue
+			}
+			a.mu.Lock()
+			a.unhealthy[ev.GPUUUID] = fmt.Sprintf("XID %d", ev.XID)
+			a.mu.Unlock()
+			klog.FromContext(ctx).Info("GPU unhealthy", "gpu", ev.GPUUUID, "xid", ev.XID)
+			a.poke()
+		}
+	}
+}
+
+// poll watches the kubelet's allocations and the device-plugin config, which
+// offer no change notification, and triggers a sync when either changes.
+func (a *Agent) poll(ctx context.Context) {
+	t := time.NewTicker(a.opts.PollInterval)
+	defer t.Stop()
+	for {
+		devs, err := a.allocs.List(ctx)
+		cfg, cfgErr := a.config()
+		changed := false
+		a.mu.Lock()
+		if (err == nil) != (a.observeErr == nil) || (err == nil && podresources.Fingerprint(devs) != podresources.Fingerprint(a.observed)) {
+			a.observed, a.observeErr, changed = devs, err, true
+		}
+		errText := ""
+		if cfgErr != nil {
+			errText = cfgErr.Error()
+		}
+		if errText != a.cfgErrSeen || !reflect.DeepEqual(cfg, a.cfgSeen) {
+			a.cfgSeen, a.cfgErrSeen, changed = cfg, errText, true
+		}
+		a.mu.Unlock()
+		if changed {
+			a.poke()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(a.opts.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		if err := a.beat.renew(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			klog.FromContext(ctx).Error(err, "Heartbeat failed")
+			a.metrics.syncError("lease")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Sync reads everything once and publishes the result if it changed.
+func (a *Agent) Sync(ctx context.Context) error {
+	in := Inputs{NodeName: a.opts.NodeName}
+	in.Snapshot, in.SnapshotErr = a.gpus.Snapshot()
+	if in.SnapshotErr != nil {
+		a.metrics.syncError("nvml")
+	}
+	in.Config, in.ConfigErr = a.config()
+	if in.ConfigErr != nil {
+		a.metrics.syncError("config")
+	}
+	a.mu.Lock()
+	in.Unhealthy = make(map[string]string, len(a.unhealthy))
+	for k, v := range a.unhealthy {
+		in.Unhealthy[k] = v
+	}
+	observed, observeErr := a.observed, a.observeErr
+	a.mu.Unlock()
+	if observed == nil && observeErr == nil {
+		observed, observeErr = a.allocs.List(ctx)
+	}
+	if observeErr != nil {
+		in.AllocationsErr = observeErr
+		a.metrics.syncError("podresources")
+	} else {
+		in.Allocations = a.podAllocations(observed)
+	}
+	node, _ := a.nodes.Get(a.opts.NodeName)
+	if node != nil {
+		in.MIGConfigState = node.Labels[MIGConfigStateLabel]
+	}
+	spec := Desired(a.opts.Catalog, in)
+	wrote, err := a.pub.publish(ctx, spec, node)
+	if err != nil {
+		a.pub.forget()
+		a.metrics.syncError("publish")
+		return err
+	}
+	now := time.Now()
+	a.metrics.observe(&spec, now)
+	if wrote {
+		a.metrics.writes.Inc()
+		klog.FromContext(ctx).V(2).Info("Published GPU topology", "state", spec.State, "slices", spec.Summary.Slices, "message", spec.Message)
+	}
+	a.mu.Lock()
+	a.lastSync = now
+	a.mu.Unlock()
+	return nil
+}
+
+// podAllocations attaches pod UIDs (PodResources reports names only) and
+// sorts the result canonically.
+func (a *Agent) podAllocations(devs []podresources.PodDevices) []gpusliceapi.PodAllocation {
+	out := make([]gpusliceapi.PodAllocation, 0, len(devs))
+	for _, pd := range devs {
+		pa := gpusliceapi.PodAllocation{PodUID: pd.UID, Namespace: pd.Namespace, Name: pd.Name}
+		if pa.PodUID == "" && a.pods != nil {
+			if pod, err := a.pods.Pods(pd.Namespace).Get(pd.Name); err == nil {
+				pa.PodUID = string(pod.UID)
+			}
+		}
+		for _, c := range pd.Containers {
+			ca := gpusliceapi.ContainerAllocation{Name: c.Name}
+			for _, d := range c.Devices {
+				ca.Devices = append(ca.Devices, gpusliceapi.ResourceDevices{Resource: d.Resource, DeviceIDs: append([]string(nil), d.DeviceIDs...)})
+			}
+			if len(ca.Devices) > 0 {
+				pa.Containers = append(pa.Containers, ca)
+			}
+		}
+		if len(pa.Containers) > 0 {
+			out = append(out, pa)
+		}
+	}
+	SortAllocations(out)
+	return out
+}
+
+// Healthz fails when no sync succeeded within three resync periods.
+func (a *Agent) Healthz(w http.ResponseWriter, _ *http.Request) {
+	a.mu.Lock()
+	last := a.lastSync
+	a.mu.Unlock()
+	if last.IsZero() || time.Since(last) > 3*a.opts.Resync {
+		http.Error(w, fmt.Sprintf("no successful sync since %v", last), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok"))
+}
