@@ -1,0 +1,385 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
+	"github.com/gpuslice/gpuslice/pkg/assignment"
+	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/test/cluster"
+	"github.com/gpuslice/gpuslice/test/framework"
+)
+
+const (
+	ns               = "e2e"
+	heartbeatTimeout = 6 * time.Second
+	reconfNode       = "a30-reconf"
+	reconfTaint      = "gpuslice.io/reconfiguring"
+)
+
+var balanced = []string{"1g.5gb", "1g.5gb", "2g.10gb", "3g.20gb"}
+
+// nodeSpecs: 20 nodes of five kinds.
+func nodeSpecs() []cluster.NodeSpec {
+	var out []cluster.NodeSpec
+	for i := 0; i < 6; i++ {
+		out = append(out, cluster.NodeSpec{Name: fmt.Sprintf("a100-mig-%d", i), Product: "NVIDIA A100-SXM4-40GB", GPUs: 2, MIG: balanced})
+	}
+	for i := 0; i < 3; i++ {
+		out = append(out, cluster.NodeSpec{Name: fmt.Sprintf("a30-%d", i), Product: "NVIDIA A30", GPUs: 2, MIG: []string{"1g.6gb", "1g.6gb", "2g.12gb"}})
+	}
+	out = append(out, cluster.NodeSpec{Name: reconfNode, Product: "NVIDIA A30", GPUs: 1, MIG: []string{"1g.6gb", "1g.6gb", "2g.12gb"}})
+	for i := 0; i < 6; i++ {
+		out = append(out, cluster.NodeSpec{Name: fmt.Sprintf("h100-ts-%d", i), Product: "NVIDIA H100 80GB HBM3", GPUs: 2, Replicas: 4, RenameByDefault: true, Policy: topology.PolicyPacked})
+	}
+	for i := 0; i < 4; i++ {
+		out = append(out, cluster.NodeSpec{Name: fmt.Sprintf("h200-%d", i), Product: "NVIDIA H200", GPUs: 2})
+	}
+	return out
+}
+
+var requestKinds = []map[string]int64{
+	{"nvidia.com/mig-1g.5gb": 1}, {"nvidia.com/mig-2g.10gb": 1}, {"nvidia.com/mig-3g.20gb": 1},
+	{"nvidia.com/mig-1g.6gb": 1}, {"nvidia.com/mig-2g.12gb": 1},
+	{"nvidia.com/gpu.shared": 1}, {"nvidia.com/gpu.shared": 2}, {"nvidia.com/gpu": 1}, {"nvidia.com/gpu": 2},
+	{"nvidia.com/mig-1g.5gb": 1, "nvidia.com/mig-2g.10gb": 1},
+	nil, // CPU only
+}
+
+func gpuPod(name string, res map[string]int64) *corev1.Pod {
+	limits := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}
+	for r, n := range res {
+		limits[corev1.ResourceName(r)] = *resource.NewQuantity(n, resource.DecimalSI)
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{
+			SchedulerName: "gpuslice-binpack",
+			Containers:    []corev1.Container{{Name: "main", Image: "registry.k8s.io/pause:3.10", Resources: corev1.ResourceRequirements{Limits: limits, Requests: limits}}},
+		},
+	}
+}
+
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	cp     *framework.ControlPlane
+	kube   kubernetes.Interface
+	gpu    versioned.Interface
+	nodes  map[string]*cluster.SimNode
+	config string
+	sched  *cluster.Scheduler
+	rng    *rand.Rand
+	seq    int
+	live   []string
+}
+
+func (e *env) startScheduler() {
+	e.t.Helper()
+	s, err := cluster.StartScheduler(e.ctx, e.t.TempDir(), e.config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.sched = s
+}
+
+func (e *env) create(p *corev1.Pod) {
+	e.t.Helper()
+	if _, err := e.kube.CoreV1().Pods(ns).Create(e.ctx, p, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.live = append(e.live, p.Name)
+}
+
+// churn adds n random pods and deletes d random live ones.
+func (e *env) churn(n, d int) {
+	e.t.Helper()
+	for i := 0; i < d && len(e.live) > 0; i++ {
+		k := e.rng.Intn(len(e.live))
+		_ = e.kube.CoreV1().Pods(ns).Delete(e.ctx, e.live[k], *metav1.NewDeleteOptions(0))
+		e.live = append(e.live[:k], e.live[k+1:]...)
+	}
+	for i := 0; i < n; i++ {
+		e.seq++
+		e.create(gpuPod(fmt.Sprintf("p%03d", e.seq), requestKinds[e.rng.Intn(len(requestKinds))]))
+	}
+}
+
+// settle waits until every live pod is Running, unschedulable or rejected,
+// and stays so for 2 s.
+func (e *env) settle() {
+	e.t.Helper()
+	last, since := "", time.Now()
+	err := wait.PollUntilContextTimeout(e.ctx, 250*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		running, pending := 0, 0
+		for _, p := range list.Items {
+			switch {
+			case p.DeletionTimestamp != nil:
+				return false, nil
+			case p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodFailed:
+				running++
+			case p.Spec.NodeName == "" && unschedulable(&p):
+				pending++
+			default:
+				return false, nil
+			}
+		}
+		state := fmt.Sprint(running, "/", pending)
+		if state != last {
+			last, since = state, time.Now()
+		}
+		return time.Since(since) > 2*time.Second, nil
+	})
+	if err != nil {
+		e.t.Fatalf("pods did not settle: %v (last running/pending %s)", err, last)
+	}
+}
+
+func unschedulable(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+			return true
+		}
+	}
+	return false
+}
+
+// check gathers the cluster's state and applies the invariants.
+func (e *env) check(phase string) {
+	e.t.Helper()
+	// Let the exporters publish the kubelets' latest picks.
+	time.Sleep(1500 * time.Millisecond)
+	gns, err := e.gpu.GpusliceV1alpha1().GPUNodes().List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	nodes := map[string]NodeView{}
+	reported := map[types.UID][]allocator.ResourceDevices{}
+	for i := range gns.Items {
+		gn := &gns.Items[i]
+		usable := gn.Spec.State == gpusliceapi.StateReady && gn.Name != reconfNode
+		nodes[gn.Name] = NodeView{Topology: gn.Spec.Topology(), Usable: usable}
+		for _, pa := range gn.Spec.Allocations {
+			var devs []allocator.ResourceDevices
+			for _, c := range pa.Containers {
+				for _, d := range c.Devices {
+					devs = append(devs, allocator.ResourceDevices{Resource: d.Resource, DeviceIDs: d.DeviceIDs})
+				}
+			}
+			reported[types.UID(pa.PodUID)] = devs
+		}
+	}
+	// Stale nodes are not usable either.
+	for name, sn := range e.nodes {
+		if nv, ok := nodes[name]; ok {
+			l, err := e.kube.CoordinationV1().Leases(cluster.LeaseNamespace).Get(e.ctx, name, metav1.GetOptions{})
+			if err != nil || time.Since(l.Spec.RenewTime.Time) > heartbeatTimeout {
+				nv.Usable = false
+				nodes[name] = nv
+			}
+			_ = sn
+		}
+	}
+	list, err := e.kube.CoreV1().Pods(ns).List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var pods []PodView
+	for i := range list.Items {
+		p := &list.Items[i]
+		req, err := podrequest.Parse(p, podrequest.Options{})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		v := PodView{Name: p.Name, Node: p.Spec.NodeName, Request: req, OnlyNode: p.Spec.NodeSelector["kubernetes.io/hostname"]}
+		if p.Status.Phase == corev1.PodFailed {
+			v.Failed = p.Status.Message
+		}
+		if a, err := assignment.FromPod(p); err == nil && a != nil {
+			v.Assigned = a.Placement().Devices()
+		}
+		if sn := e.nodes[p.Spec.NodeName]; sn != nil {
+			if cds, ok := sn.Kubelet.Devices(p.UID); ok {
+				pl := &allocator.Placement{}
+				for _, cd := range cds {
+					pl.Containers = append(pl.Containers, allocator.ContainerDevices{Name: cd.Name, Devices: cd.Devices})
+				}
+				v.Given = pl.Devices()
+				if v.Given == nil {
+					v.Given = []allocator.ResourceDevices{}
+				}
+			}
+		}
+		if r, ok := reported[p.UID]; ok {
+			v.Reported = r
+		}
+		pods = append(pods, v)
+	}
+	if problems := Check(nodes, pods); len(problems) > 0 {
+		e.t.Fatalf("phase %s: %d invariant violations:\n%s", phase, len(problems), strings.Join(problems, "\n"))
+	}
+	bound := 0
+	for _, p := range pods {
+		if p.Node != "" {
+			bound++
+		}
+	}
+	e.t.Logf("phase %s: %d pods, %d bound, invariants hold", phase, len(pods), bound)
+}
+
+func (e *env) nodeOf(pod string) string {
+	p, err := e.kube.CoreV1().Pods(ns).Get(e.ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p.Spec.NodeName
+}
+
+func TestEndToEnd(t *testing.T) {
+	start := time.Now()
+	cp := framework.StartControlPlane(t, framework.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gpu, err := versioned.NewForConfig(cp.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, ctx: ctx, cp: cp, kube: cp.Client(), gpu: gpu, nodes: map[string]*cluster.SimNode{}, rng: rand.New(rand.NewSource(42))}
+	if err := cluster.InstallCRDs(ctx, cp.Config()); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{cluster.LeaseNamespace, ns} {
+		if err := cluster.EnsureNamespace(ctx, e.kube, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, spec := range nodeSpecs() {
+		sn, err := cluster.StartSimNode(ctx, e.kube, gpu, spec, cluster.SimOptions{HeartbeatInterval: time.Second, PollInterval: 250 * time.Millisecond, Resync: 10 * time.Second, Seed: int64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.nodes[spec.Name] = sn
+	}
+	// The reconfiguration node takes only pods that tolerate it.
+	taint(t, ctx, e.kube, reconfNode)
+	e.config = cluster.SchedulerConfig(cp.KubeconfigPath(), heartbeatTimeout)
+	e.startScheduler()
+	defer func() { e.sched.Stop() }()
+	t.Logf("cluster of %d simulated nodes up in %s", len(e.nodes), time.Since(start).Round(time.Millisecond))
+
+	var whileDown []string // pods created while h100-ts-0's exporter was down
+	phases := []struct {
+		name string
+		run  func()
+	}{
+		{"arrivals", func() { e.churn(50, 0) }},
+		{"churn", func() { e.churn(40, 20) }},
+		{"scheduler restart", func() {
+			e.sched.Stop()
+			e.churn(30, 15)
+			e.startScheduler()
+		}},
+		{"exporter killed", func() {
+			victim := e.nodes["h100-ts-0"]
+			victim.StopExporter()
+			time.Sleep(heartbeatTimeout + 2*time.Second)
+			from := e.seq
+			e.churn(30, 15)
+			for i := from + 1; i <= e.seq; i++ {
+				whileDown = append(whileDown, fmt.Sprintf("p%03d", i))
+			}
+			pinned := gpuPod("pinned-h100-ts-0", map[string]int64{"nvidia.com/gpu.shared": 1})
+			pinned.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": "h100-ts-0"}
+			e.create(pinned)
+		}},
+		{"scheduler restart 2", func() {
+			e.sched.Stop()
+			e.churn(30, 20)
+			e.startScheduler()
+		}},
+		{"exporter back", func() {
+			if err := e.nodes["h100-ts-0"].StartExporter(ctx); err != nil {
+				t.Fatal(err)
+			}
+			e.churn(30, 20)
+		}},
+		{"MIG layout change with pods pending", func() {
+			four := gpuPod("needs-4g", map[string]int64{"nvidia.com/mig-4g.24gb": 1})
+			four.Spec.Tolerations = []corev1.Toleration{{Key: reconfTaint, Operator: corev1.TolerationOpExists}}
+			e.create(four)
+			e.settle()
+			if e.nodeOf("needs-4g") != "" {
+				t.Fatal("a 4g.24gb pod was bound before any node offered the profile")
+			}
+			if err := e.nodes[reconfNode].SetLayout(ctx, []string{"4g.24gb"}); err != nil {
+				t.Fatal(err)
+			}
+			e.churn(30, 20)
+		}},
+		{"scheduler restart 3", func() {
+			e.sched.Stop()
+			e.churn(30, 20)
+			e.startScheduler()
+		}},
+		{"departures", func() { e.churn(30, 40) }},
+	}
+	for _, ph := range phases {
+		ph.run()
+		e.settle()
+		e.check(ph.name)
+		switch ph.name {
+		case "exporter killed":
+			for _, name := range whileDown {
+				if p, err := e.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err == nil && p.Spec.NodeName == "h100-ts-0" {
+					t.Fatalf("pod %s placed on h100-ts-0 while its exporter was down", name)
+				}
+			}
+			if e.nodeOf("pinned-h100-ts-0") != "" {
+				t.Fatal("pod pinned to h100-ts-0 bound while the node's topology was stale")
+			}
+		case "exporter back":
+			if e.nodeOf("pinned-h100-ts-0") != "h100-ts-0" {
+				t.Fatal("pod pinned to h100-ts-0 not bound after the exporter came back")
+			}
+		case "MIG layout change with pods pending":
+			if e.nodeOf("needs-4g") != reconfNode {
+				t.Fatal("the 4g.24gb pod was not bound after the layout change")
+			}
+		}
+	}
+	t.Logf("%d pods created in all; suite took %s", e.seq+2, time.Since(start).Round(time.Second))
+	if e.seq < 300 {
+		t.Fatalf("only %d pods created", e.seq)
+	}
+}
+
+func taint(t *testing.T, ctx context.Context, kube kubernetes.Interface, node string) {
+	t.Helper()
+	n, err := kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: reconfTaint, Effect: corev1.TaintEffectNoSchedule})
+	if _, err := kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
