@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-unit verify fmt vet tidy-check bench fuzz clean
+.PHONY: all build test test-unit verify fmt vet tidy-check bench fuzz clean demo
 
 all: build
 
@@ -18,6 +18,16 @@ scheduler:
 # The exporter needs cgo (go-nvml loads libnvidia-ml at run time).
 exporter:
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags="-s -w" -o bin/gpuslice-exporter ./cmd/gpuslice-exporter
+
+# demo starts a local cluster (real etcd + kube-apiserver, simulated GPU
+# nodes, gpuslice-scheduler), runs the sample workload under the default
+# kube-scheduler and under gpuslice, and prints where every slice went.
+# DEMO_FLAGS=--keep leaves it running with a kubeconfig for kubectl.
+DEMO_FLAGS ?=
+demo: control-plane
+	@echo "[demo] building bin/gpuslice-demo (first build compiles the scheduler: a few minutes; packages listed as they compile)"
+	$(GO) build -v -o bin/gpuslice-demo ./cmd/gpuslice-demo 2>&1 | sed -u 's/^/[demo] compiled /'
+	bin/gpuslice-demo $(DEMO_FLAGS)
 
 # test runs every test: unit and table tests, fuzz seed corpora (go test runs
 # them as ordinary tests), then the static checks of verify.

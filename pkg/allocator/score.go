@@ -10,8 +10,9 @@ import (
 type Strategy string
 
 const (
-	// Binpack prefers the node whose GPUs, then the node itself, end up
-	// fullest: empty GPUs and empty nodes stay empty.
+	// Binpack prefers the GPUs, then the node, already most in use, and among
+	// alike nodes the one where the pod consumes least: empty GPUs and empty
+	// nodes stay empty.
 	Binpack Strategy = "binpack"
 	// Spread prefers the emptiest GPUs and nodes.
 	Spread Strategy = "spread"
@@ -57,28 +58,52 @@ const maxReqResources = 4
 const maxStackUnits = 64
 
 // Score rates placing req on the node; higher is better. Binpack and Spread
-// return values in [0, 1]; FragmentationAware returns minus the change in
-// expected stranded GPU capacity, in GPU-equivalents. Compare scores of one
-// strategy only. The caller has checked that req fits.
+// return a busyness in [0, 1] minus 0.1 per GPU-equivalent the pod
+// consumes; FragmentationAware returns minus the change in expected stranded
+// GPU capacity, in GPU-equivalents. Compare scores of one strategy only.
+// The caller has checked that req fits.
 func (sc *Scorer) Score(s *State, req *podrequest.Request) float64 {
+	wg, wn := sc.GPUWeight, sc.NodeWeight
+	if wg == 0 && wn == 0 {
+		wg, wn = 2, 1
+	}
 	switch sc.Strategy {
 	case FragmentationAware:
 		return s.fragmentationGain(req, sc.Mix)
 	case Spread:
-		return 1 - s.fullness(req, sc.GPUWeight, sc.NodeWeight)
+		return s.emptiness(req, wg, wn)
 	default:
-		return s.fullness(req, sc.GPUWeight, sc.NodeWeight)
+		return s.fullness(req, wg, wn)
 	}
 }
 
-// fullness is the weighted fill, after placing req, of the GPUs the pod is
-// predicted to land on and of the node.
+// sizeCost is what one GPU-equivalent consumed costs in binpack and spread
+// scores: among nodes that are otherwise alike, the pod goes where it takes
+// the least capacity (a time-sliced replica rather than a whole GPU for the
+// same nvidia.com/gpu request).
+const sizeCost = 0.1
+
+// fullness is how busy, before the placement, the GPUs the pod is predicted
+// to land on are (weight wg) and how busy the node is (weight wn), minus the
+// capacity the pod consumes. Binpack maximises it: pods go to GPUs and nodes
+// already in use, so empty ones stay empty.
 func (s *State) fullness(req *podrequest.Request, wg, wn float64) float64 {
+	gpuFill, nodeFill, added := s.busyness(req)
+	return (wg*gpuFill+wn*nodeFill)/(wg+wn) - sizeCost*added
+}
+
+// emptiness is spread's score: the opposite preference for GPUs and nodes,
+// with the same cost for consumed capacity.
+func (s *State) emptiness(req *podrequest.Request, wg, wn float64) float64 {
+	gpuFill, nodeFill, added := s.busyness(req)
+	return (wg*(1-gpuFill)+wn*(1-nodeFill))/(wg+wn) - sizeCost*added
+}
+
+// busyness returns the fill before placement of the GPUs the pod lands on,
+// of the node, and the GPU-equivalents the pod consumes.
+func (s *State) busyness(req *podrequest.Request) (gpuFill, nodeFill, added float64) {
 	n := s.node
-	if wg == 0 && wn == 0 {
-		wg, wn = 2, 1
-	}
-	added, gpuSum, gpuWt := 0.0, 0.0, 0.0
+	gpuSum, gpuWt := 0.0, 0.0
 	for i := range req.Effective {
 		rc := &req.Effective[i]
 		ri, ok := n.resIndex[rc.Name]
@@ -89,24 +114,23 @@ func (s *State) fullness(req *podrequest.Request, wg, wn float64) float64 {
 		w := float64(rc.Count) * r.weight
 		added += w
 		gpuWt += w
-		gpuSum += w * s.gpuFillAfter(r, rc.Count)
+		gpuSum += w * s.gpuFillOfPick(r, rc.Count)
 	}
-	nodeFill := 0.0
 	if n.totalWt > 0 {
-		nodeFill = (s.usedWt + added) / n.totalWt
+		nodeFill = s.usedWt / n.totalWt
 	}
-	gpuFill := nodeFill
+	gpuFill = nodeFill
 	if gpuWt > 0 {
 		gpuFill = gpuSum / gpuWt
 	}
-	return (wg*gpuFill + wn*nodeFill) / (wg + wn)
+	return gpuFill, nodeFill, added
 }
 
-// gpuFillAfter is the mean fill, after the pick, of the GPUs the request's
-// devices of r land on. Time-sliced replicas follow the plugin's greedy
-// comparator; for MIG devices and whole GPUs the plugin's pick among free
-// devices is arbitrary, so it is the expectation over the free devices.
-func (s *State) gpuFillAfter(r *resource, count int) float64 {
+// gpuFillOfPick is the mean fill, before the pick, of the GPUs the
+// request's devices of r land on. Time-sliced replicas follow the plugin's
+// greedy comparator; for MIG devices and whole GPUs the plugin's pick among
+// free devices is arbitrary, so it is the expectation over the free devices.
+func (s *State) gpuFillOfPick(r *resource, count int) float64 {
 	n := s.node
 	if !r.shared {
 		sum, cnt := 0.0, 0
@@ -116,7 +140,7 @@ func (s *State) gpuFillAfter(r *resource, count int) float64 {
 				continue
 			}
 			g := &n.gpus[u.gpu]
-			sum += (s.gpuUsed[u.gpu] + u.weight) / g.capacity
+			sum += s.gpuUsed[u.gpu] / g.capacity
 			cnt++
 		}
 		if cnt == 0 {
@@ -146,8 +170,7 @@ func (s *State) gpuFillAfter(r *resource, count int) float64 {
 		}
 		u := &n.units[ui]
 		g := &n.gpus[u.gpu]
-		after := s.gpuUsed[u.gpu] + float64(extra[j])*u.weight
-		sum += float64(picked[j]) * after / g.capacity
+		sum += float64(picked[j]) * s.gpuUsed[u.gpu] / g.capacity
 		total += int(picked[j])
 	}
 	if total == 0 {

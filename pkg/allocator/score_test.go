@@ -31,8 +31,18 @@ func TestBinpackPrefersFullerGPUsThenNodes(t *testing.T) {
 	if f, e := sc.Score(full, w), sc.Score(empty, w); f <= e {
 		t.Fatalf("binpack full %v <= empty %v", f, e)
 	}
-	if got := sc.Score(full, w); math.Abs(got-1) > 1e-9 {
-		t.Fatalf("placing the last GPU should score 1, got %v", got)
+	// The last free GPU of a node 3/4 busy: GPU term 0 (a whole GPU is
+	// never busy before), node term 0.75, one GPU consumed.
+	if got, want := sc.Score(full, w), (2*0+1*0.75)/3-sizeCost*1; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("score %v, want %v", got, want)
+	}
+	// The same nvidia.com/gpu request takes a quarter of a GPU on a
+	// time-sliced node and a whole GPU on a node without sharing: with
+	// both nodes empty, binpack prefers the smaller bite.
+	ts := compile(t, timeSliced(topology.PolicyPacked, 4, 4))
+	whole := compile(t, fixtures.Spec{Name: "whole", Product: "NVIDIA H200", GPUs: 4})
+	if a, b := sc.Score(ts, req("nvidia.com/gpu", 1)), sc.Score(whole, req("nvidia.com/gpu", 1)); a <= b {
+		t.Fatalf("binpack time-sliced %v <= whole %v", a, b)
 	}
 	sp := &Scorer{Strategy: Spread}
 	if f, e := sp.Score(full, w), sp.Score(empty, w); f >= e {
@@ -42,14 +52,15 @@ func TestBinpackPrefersFullerGPUsThenNodes(t *testing.T) {
 
 func TestBinpackMIGExpectsArbitraryPick(t *testing.T) {
 	// GPU 0 has a busy 3g slice; a 1g request lands on GPU 0 or GPU 1 with
-	// equal odds, so the GPU term is the mean over the free 1g slices.
+	// equal odds, so the GPU term is the mean over the free 1g slices of
+	// their GPU's fill.
 	s := compile(t, fixtures.Spec{Name: "a100", Product: "NVIDIA A100-SXM4-40GB", GPUs: 2, MIG: balanced40})
 	r3 := s.node.resources[s.node.resIndex["nvidia.com/mig-3g.20gb"]]
 	if err := s.Apply([]ResourceDevices{{"nvidia.com/mig-3g.20gb", []string{s.node.units[r3.units[0]].deviceID}}}); err != nil {
 		t.Fatal(err)
 	}
-	got := s.fullness(req("nvidia.com/mig-1g.5gb", 1), 1, 0)
-	want := ((3.0+1)/7 + (3.0+1)/7 + 1.0/7 + 1.0/7) / 4
+	got, _, _ := s.busyness(req("nvidia.com/mig-1g.5gb", 1))
+	want := (3.0/7 + 3.0/7 + 0 + 0) / 4
 	if math.Abs(got-want) > 1e-9 {
 		t.Fatalf("GPU term %v, want %v", got, want)
 	}
