@@ -8,78 +8,8 @@ import (
 
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
+	"github.com/gpuslice/gpuslice/test/deviceplugin"
 )
-
-// pluginGreedy is an independent model of the device plugin's greedy
-// allocator, written from its documented behaviour on plain device-ID
-// strings: candidates grouped by physical device, per pick the group ranked
-// first by the policy's comparator on (allocated = total - available,
-// pickedFrom) gives one replica. Ties are broken at random, as the plugin's
-// map iteration and heap do.
-func pluginGreedy(rng *rand.Rand, policy topology.AllocationPolicy, all, available []string, size int) []string {
-	type group struct {
-		id                string
-		total, available  int
-		pickedFrom        int
-		remainingReplicas []string
-	}
-	groups := map[string]*group{}
-	for _, id := range available {
-		base, _, _ := topology.SplitReplicaID(id)
-		g := groups[base]
-		if g == nil {
-			g = &group{id: base}
-			groups[base] = g
-		}
-		g.available++
-		g.remainingReplicas = append(g.remainingReplicas, id)
-	}
-	for _, id := range all {
-		base, _, _ := topology.SplitReplicaID(id)
-		if g := groups[base]; g != nil {
-			g.total++
-		}
-	}
-	var order []*group
-	for _, g := range groups {
-		order = append(order, g)
-	}
-	var out []string
-	for len(out) < size {
-		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		sort.SliceStable(order, func(i, j int) bool {
-			a, b := order[i], order[j]
-			aa, ba := a.total-a.available, b.total-b.available
-			switch policy {
-			case topology.PolicyPacked:
-				if aa != ba {
-					return aa > ba
-				}
-				return a.pickedFrom < b.pickedFrom
-			case topology.PolicySpread:
-				if a.pickedFrom != b.pickedFrom {
-					return a.pickedFrom < b.pickedFrom
-				}
-				return aa < ba
-			default:
-				if aa != ba {
-					return aa < ba
-				}
-				return a.pickedFrom < b.pickedFrom
-			}
-		})
-		g := order[0]
-		k := rng.Intn(len(g.remainingReplicas))
-		out = append(out, g.remainingReplicas[k])
-		g.remainingReplicas = append(g.remainingReplicas[:k], g.remainingReplicas[k+1:]...)
-		g.available--
-		g.pickedFrom++
-		if len(g.remainingReplicas) == 0 {
-			order = order[1:]
-		}
-	}
-	return out
-}
 
 // signature describes a pick up to the symmetry of equal GPUs: the multiset
 // of (replicas allocated before, replicas picked, healthy) over all GPUs.
@@ -148,7 +78,7 @@ func TestPredictionMatchesPluginUpToSymmetry(t *testing.T) {
 		}
 		ours := signature(before, healthy, p.Devices()[0].DeviceIDs)
 		for trial := 0; trial < 5; trial++ {
-			theirs := signature(before, healthy, pluginGreedy(rng, policy, all, free, size))
+			theirs := signature(before, healthy, deviceplugin.Greedy(rng, policy, all, free, nil, size))
 			if ours != theirs {
 				t.Fatalf("iter %d policy %s gpus %d replicas %d size %d:\nours   %s\nplugin %s", iter, policy, gpus, replicas, size, ours, theirs)
 			}

@@ -20,6 +20,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/exporter/podresources"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/test/deviceplugin"
 )
 
 // FakeKubelet stands in for a node's kubelet and NVIDIA device plugin: for
@@ -246,7 +247,7 @@ func (k *FakeKubelet) allocate(req *podrequest.Request) ([]podresources.Containe
 			if need > len(free) {
 				return nil, fmt.Errorf("requested number of devices unavailable for %s. Requested: %d, Available: %d", rc.Name, rc.Count, len(free)+len(got))
 			}
-			picked := k.preferred(rc.Name, ids[rc.Name], free, got, need, base)
+			picked := k.preferred(ids[rc.Name], free, got, need, base)
 			for _, id := range picked {
 				inUse[rc.Name+"/"+id] = true
 			}
@@ -267,7 +268,7 @@ func (k *FakeKubelet) allocate(req *podrequest.Request) ([]podresources.Containe
 // preferred is the device plugin's GetPreferredAllocation: the greedy
 // per-physical-device pick for replicas and MIG devices, any free devices for
 // whole GPUs (a uniform NVLink fabric makes every set equal).
-func (k *FakeKubelet) preferred(resourceName string, all, free, required []string, need int, base map[string]string) []string {
+func (k *FakeKubelet) preferred(all, free, required []string, need int, base map[string]string) []string {
 	shared := false
 	mig := false
 	for _, id := range all {
@@ -282,69 +283,7 @@ func (k *FakeKubelet) preferred(resourceName string, all, free, required []strin
 	if !shared && !mig {
 		return append([]string(nil), free[:need]...)
 	}
-	type group struct {
-		total, available, picked int
-		ids                      []string
-	}
-	groups := map[string]*group{}
-	for _, id := range free {
-		g := groups[base[id]]
-		if g == nil {
-			g = &group{}
-			groups[base[id]] = g
-		}
-		g.available++
-		g.ids = append(g.ids, id)
-	}
-	for _, id := range all {
-		if g := groups[base[id]]; g != nil {
-			g.total++
-		}
-	}
-	for _, id := range required {
-		if g := groups[base[id]]; g != nil {
-			g.picked++
-		}
-	}
-	order := make([]*group, 0, len(groups))
-	for _, g := range groups {
-		order = append(order, g)
-	}
-	policy := k.topo.AllocationPolicy
-	var out []string
-	for len(out) < need {
-		k.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		sort.SliceStable(order, func(i, j int) bool {
-			a, b := order[i], order[j]
-			aa, ba := a.total-a.available, b.total-b.available
-			switch policy {
-			case topology.PolicyPacked:
-				if aa != ba {
-					return aa > ba
-				}
-				return a.picked < b.picked
-			case topology.PolicySpread:
-				if a.picked != b.picked {
-					return a.picked < b.picked
-				}
-				return aa < ba
-			default:
-				if aa != ba {
-					return aa < ba
-				}
-				return a.picked < b.picked
-			}
-		})
-		g := order[0]
-		out = append(out, g.ids[len(g.ids)-1])
-		g.ids = g.ids[:len(g.ids)-1]
-		g.available--
-		g.picked++
-		if len(g.ids) == 0 {
-			order = order[1:]
-		}
-	}
-	return out
+	return deviceplugin.Greedy(k.rng, k.topo.AllocationPolicy, all, free, required, need+len(required))
 }
 
 func appendNew(a, b []string) []string {

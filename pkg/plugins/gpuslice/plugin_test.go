@@ -13,9 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
+	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
 	"github.com/gpuslice/gpuslice/pkg/assignment"
 	"github.com/gpuslice/gpuslice/pkg/cache"
 	"github.com/gpuslice/gpuslice/pkg/topology"
@@ -304,5 +307,27 @@ func TestNewRejectsInvalidArgsAndMismatchedProfiles(t *testing.T) {
 	other.LeaseNamespace = "elsewhere"
 	if _, err := shared.New(context.Background(), other, nil); err == nil || !strings.Contains(err.Error(), "leaseNamespace") {
 		t.Fatalf("mismatched profile: %v", err)
+	}
+}
+
+func TestInformerHandlersUnwrapTombstones(t *testing.T) {
+	args := testArgs("binpack")
+	c := newCache(t, h100)
+	s := testShared(c, args)
+	pod := gpuPod("p", map[string]int64{"nvidia.com/gpu": 1})
+	pod.Spec.NodeName = "h100"
+	s.onPod(klog.Background(), pod)
+	if _, ok := c.Pod(pod.UID); !ok {
+		t.Fatal("bound pod not tracked")
+	}
+	s.onPodDelete(toolscache.DeletedFinalStateUnknown{Key: "default/p", Obj: pod})
+	if _, ok := c.Pod(pod.UID); ok {
+		t.Fatal("tombstoned pod still tracked")
+	}
+	s.onPodDelete("not a pod") // ignored, no panic
+	gn := &gpusliceapi.GPUNode{ObjectMeta: metav1.ObjectMeta{Name: "h100"}}
+	s.onGPUNodeDelete(toolscache.DeletedFinalStateUnknown{Key: "h100", Obj: gn})
+	if v := c.View("h100"); v.Freshness.Usable {
+		t.Fatal("deleted GPUNode still usable")
 	}
 }

@@ -163,12 +163,18 @@ func (s *Shared) onPod(logger klog.Logger, obj any) {
 }
 
 func (s *Shared) onPodDelete(obj any) {
-	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	if pod, ok := obj.(*v1.Pod); ok {
+	if pod, ok := unwrap(obj).(*v1.Pod); ok {
 		s.cache.RemovePod(pod.UID)
 	}
+}
+
+// unwrap returns the object of a delete event, unwrapping the tombstone an
+// informer delivers when it missed the deletion.
+func unwrap(obj any) any {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		return t.Obj
+	}
+	return obj
 }
 
 func (s *Shared) onGPUNode(obj any) {
@@ -180,10 +186,7 @@ func (s *Shared) onGPUNode(obj any) {
 }
 
 func (s *Shared) onGPUNodeDelete(obj any) {
-	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	if gn, ok := obj.(*gpusliceapi.GPUNode); ok {
+	if gn, ok := unwrap(obj).(*gpusliceapi.GPUNode); ok {
 		s.cache.RemoveTopology(gn.Name)
 	}
 }
@@ -197,10 +200,7 @@ func (s *Shared) onLease(obj any) {
 }
 
 func (s *Shared) onLeaseDelete(obj any) {
-	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	if l, ok := obj.(*coordinationv1.Lease); ok {
+	if l, ok := unwrap(obj).(*coordinationv1.Lease); ok {
 		s.cache.RemoveHeartbeat(l.Name)
 	}
 }
