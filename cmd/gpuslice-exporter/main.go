@@ -5,11 +5,9 @@ package main
 import (
 	"os"
 
-	"k8s.io/component-base/cli"
-
 	"github.com/gpuslice/gpuslice/pkg/exporter/app"
 )
 
 func main() {
-	os.Exit(cli.Run(app.NewCommand()))
+	os.Exit(app.Main(os.Args[1:]))
 }

@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -131,33 +131,35 @@ func (a *Agent) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("node", a.opts.NodeName)
 	ctx = klog.NewContext(ctx, logger)
 
-	podFactory := informers.NewSharedInformerFactoryWithOptions(a.kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.opts.NodeName).String()
-	}))
-	nodeFactory := informers.NewSharedInformerFactoryWithOptions(a.kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+	// Two informers of the core/v1 informers package rather than a
+	// SharedInformerFactory: the factory's package links every API group's
+	// informers and listers into the binary.
+	pods := coreinformers.NewFilteredPodInformer(a.kube, metav1.NamespaceAll, 0,
+		toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc}, func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.opts.NodeName).String()
+		})
+	nodes := coreinformers.NewFilteredNodeInformer(a.kube, 0, toolscache.Indexers{}, func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.opts.NodeName).String()
-	}))
-	a.pods = podFactory.Core().V1().Pods().Lister()
-	a.nodes = nodeFactory.Core().V1().Nodes().Lister()
+	})
+	a.pods = listersv1.NewPodLister(pods.GetIndexer())
+	a.nodes = listersv1.NewNodeLister(nodes.GetIndexer())
 	poke := toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.poke() },
 		UpdateFunc: func(oldObj, newObj any) { a.pokeOnLabelChange(oldObj, newObj) },
 		DeleteFunc: func(any) { a.poke() },
 	}
-	if _, err := nodeFactory.Core().V1().Nodes().Informer().AddEventHandler(poke); err != nil {
+	if _, err := nodes.AddEventHandler(poke); err != nil {
 		return err
 	}
-	_ = podFactory.Core().V1().Pods().Informer() // lister only: maps PodResources names to UIDs
-	podFactory.Start(ctx.Done())
-	nodeFactory.Start(ctx.Done())
-	defer podFactory.Shutdown()
-	defer nodeFactory.Shutdown()
-	for typ, ok := range podFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("informer for %v did not sync", typ)
-		}
+	// The pod informer has no handler: its lister maps PodResources names to UIDs.
+	var informers sync.WaitGroup
+	defer informers.Wait()
+	informers.Go(func() { pods.RunWithContext(ctx) })
+	informers.Go(func() { nodes.RunWithContext(ctx) })
+	if !toolscache.WaitFor(ctx, "" /* no logging */, pods.HasSyncedChecker()) {
+		return fmt.Errorf("informer for %v did not sync", reflect.TypeFor[*corev1.Pod]())
 	}
-	nodeFactory.WaitForCacheSync(ctx.Done())
+	toolscache.WaitFor(ctx, "", nodes.HasSyncedChecker())
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

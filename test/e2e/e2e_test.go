@@ -349,8 +349,13 @@ func TestEndToEnd(t *testing.T) {
 		switch ph.name {
 		case "exporter killed":
 			for _, name := range whileDown {
-				if p, err := e.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err == nil && p.Spec.NodeName == "h100-ts-0" {
-					t.Fatalf("pod %s placed on h100-ts-0 while its exporter was down", name)
+				p, err := e.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+				if err != nil || p.Spec.NodeName != "h100-ts-0" {
+					continue
+				}
+				// CPU-only pods may go anywhere; GPU pods must not.
+				if req, err := podrequest.Parse(p, podrequest.Options{}); err == nil && !req.Empty() {
+					t.Fatalf("GPU pod %s (%s) placed on h100-ts-0 while its exporter was down", name, req)
 				}
 			}
 			if e.nodeOf("pinned-h100-ts-0") != "" {

@@ -6,19 +6,26 @@ package app
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 
 	"github.com/gpuslice/gpuslice/pkg/exporter"
@@ -43,21 +50,20 @@ type Flags struct {
 	PollInterval       time.Duration
 }
 
-// NewCommand returns the gpuslice-exporter command.
-func NewCommand() *cobra.Command {
-	f := &Flags{}
-	cmd := &cobra.Command{
-		Use:           "gpuslice-exporter",
-		Short:         "Publish this node's GPU topology (NVML, device-plugin config, kubelet allocations) for gpuslice-scheduler",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
-			defer stop()
-			return Run(ctx, f)
-		},
-	}
-	fs := cmd.Flags()
+const (
+	name  = "gpuslice-exporter"
+	short = "Publish this node's GPU topology (NVML, device-plugin config, kubelet allocations) for gpuslice-scheduler"
+)
+
+// logFlushFrequency is --log-flush-frequency.
+var logFlushFrequency = 5 * time.Second
+
+// NewFlagSet returns the command's flags, bound to f: the exporter's own and
+// klog's -v, -vmodule and -log-flush-frequency. It is the standard library's
+// flag package rather than cobra/pflag and k8s.io/component-base/cli, which
+// cost the binary (and so its resident memory) more than they do here.
+func NewFlagSet(f *Flags) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&f.NodeName, "node-name", os.Getenv("NODE_NAME"), "name of this node (default $NODE_NAME)")
 	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster config when empty")
 	fs.StringVar(&f.DevicePluginConfig, "device-plugin-config", "/etc/nvidia-device-plugin/config.yaml", "the NVIDIA device plugin's config file")
@@ -68,7 +74,145 @@ func NewCommand() *cobra.Command {
 	fs.DurationVar(&f.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often the Lease is renewed")
 	fs.DurationVar(&f.Resync, "resync", 30*time.Second, "full re-read period")
 	fs.DurationVar(&f.PollInterval, "poll-interval", time.Second, "how often PodResources and the config file are checked")
-	return cmd
+	// Of klog's flags only -v and -vmodule, as Kubernetes components do
+	// (k8s.io/component-base/logs).
+	var klogFlags flag.FlagSet
+	klog.InitFlags(&klogFlags)
+	fs.Var(klogFlags.Lookup("v").Value, "v", "number for the log level verbosity")
+	fs.Var(klogFlags.Lookup("vmodule").Value, "vmodule", "comma-separated list of pattern=N settings for file-filtered logging (only works for the default text log format)")
+	fs.DurationVar(&logFlushFrequency, "log-flush-frequency", logFlushFrequency, "Maximum number of seconds between log flushes")
+	fs.SetOutput(io.Discard) // Main prints errors and usage
+	fs.Usage = func() {}
+	return fs
+}
+
+// printUsage prints the help in pflag's layout.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "%s\n\nUsage:\n  %s [flags]\n\nFlags:\n", short, name)
+	type line struct{ name, left, usage string }
+	lines := []line{{"help", "  -h, --help", "help for " + name}}
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		left := "      --" + f.Name
+		switch f.Name {
+		case "v":
+			left, typ = "  -v, --v", "Level"
+		case "vmodule":
+			typ = "moduleSpec"
+		}
+		if typ != "" {
+			left += " " + typ
+		}
+		switch f.DefValue {
+		case "", "0", "0s":
+		default:
+			if typ == "string" {
+				usage += fmt.Sprintf(" (default %q)", f.DefValue)
+			} else {
+				usage += fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+		}
+		lines = append(lines, line{f.Name, left, usage})
+	})
+	slices.SortFunc(lines, func(a, b line) int { return strings.Compare(a.name, b.name) })
+	width := 0
+	for _, l := range lines {
+		width = max(width, len(l.left))
+	}
+	for _, l := range lines {
+		fmt.Fprintf(w, "%-*s   %s\n", width, l.left, l.usage)
+	}
+}
+
+// Main runs the command with args (without the program name) until SIGTERM
+// or SIGINT and returns its exit code.
+func Main(args []string) int {
+	f := &Flags{}
+	fs := NewFlagSet(f)
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(os.Stdout, fs)
+			return 0
+		}
+		printUsage(os.Stderr, fs)
+		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+		return 1
+	}
+	// As k8s.io/component-base/logs.InitLogs: the standard logger writes
+	// to klog, klog flushes periodically, contextual logging is off.
+	log.SetOutput(klogWriter{})
+	log.SetFlags(0)
+	klog.StartFlushDaemon(logFlushFrequency)
+	klog.EnableContextualLogging(false)
+	defer klog.Flush()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := Run(ctx, f); err != nil {
+		klog.ErrorS(err, "command failed")
+		return 1
+	}
+	return 0
+}
+
+// parseFlags parses args as pflag did for the cobra command: "--a_b" is
+// "--a-b", and flags may follow positional arguments (which are ignored)
+// up to a "--".
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	args = normalizeFlagNames(fs, args)
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 || len(args)-len(rest) > 0 && args[len(args)-len(rest)-1] == "--" {
+			return nil
+		}
+		args = rest[1:]
+	}
+}
+
+// normalizeFlagNames replaces "_" with "-" in flag names, not in values.
+func normalizeFlagNames(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) < 2 || a[0] != '-' {
+			out = append(out, a)
+			continue
+		}
+		dashes := 1
+		if a[1] == '-' {
+			dashes = 2
+		}
+		n, value, hasValue := strings.Cut(a[dashes:], "=")
+		n = strings.ReplaceAll(n, "_", "-")
+		if hasValue {
+			out = append(out, a[:dashes]+n+"="+value)
+			continue
+		}
+		out = append(out, a[:dashes]+n)
+		// A flag that takes a value and has none after "=" takes the next
+		// argument as it is.
+		if fl := fs.Lookup(n); fl != nil && i+1 < len(args) {
+			if b, ok := fl.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+				i++
+				out = append(out, args[i])
+			}
+		}
+	}
+	return out
+}
+
+// klogWriter sends the standard logger's output to klog.
+type klogWriter struct{}
+
+func (klogWriter) Write(data []byte) (int, error) {
+	klog.InfoDepth(1, string(data))
+	return len(data), nil
 }
 
 // Run runs the exporter until ctx ends.
@@ -86,7 +230,7 @@ func Run(ctx context.Context, f *Flags) error {
 	if err != nil {
 		return err
 	}
-	kube, err := kubernetes.NewForConfig(cfg)
+	kube, err := newKubeClient(cfg)
 	if err != nil {
 		return err
 	}
@@ -129,6 +273,49 @@ func Run(ctx context.Context, f *Flags) error {
 		logger.Info("Serving metrics", "address", ln.Addr().String())
 	}
 	return agent.Run(ctx)
+}
+
+// kubeClient is the part of kubernetes.Interface that the exporter calls:
+// core/v1 (the pod and node informers) and coordination/v1 (its Lease).
+// Building only these two instead of the full Clientset keeps every other
+// API group's typed client out of the binary.
+type kubeClient struct {
+	kubernetes.Interface // nil: no other group is used
+	core                 corev1client.CoreV1Interface
+	coordination         coordinationv1client.CoordinationV1Interface
+}
+
+func (c *kubeClient) CoreV1() corev1client.CoreV1Interface { return c.core }
+func (c *kubeClient) CoordinationV1() coordinationv1client.CoordinationV1Interface {
+	return c.coordination
+}
+
+// newKubeClient configures the two clients as kubernetes.NewForConfig
+// would: default user agent, one HTTP client and one rate limiter shared.
+func newKubeClient(c *rest.Config) (kubernetes.Interface, error) {
+	cfg := *c
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	httpClient, err := rest.HTTPClientFor(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RateLimiter == nil && cfg.QPS > 0 {
+		if cfg.Burst <= 0 {
+			return nil, errors.New("burst is required to be greater than 0 when RateLimiter is not set and QPS is set to greater than 0")
+		}
+		cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)
+	}
+	core, err := corev1client.NewForConfigAndClient(&cfg, httpClient)
+	if err != nil {
+		return nil, err
+	}
+	coordination, err := coordinationv1client.NewForConfigAndClient(&cfg, httpClient)
+	if err != nil {
+		return nil, err
+	}
+	return &kubeClient{core: core, coordination: coordination}, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
