@@ -65,7 +65,7 @@ func Desired(cat *topology.Catalog, in Inputs) gpusliceapi.GPUNodeSpec {
 	if in.AllocationsErr != nil {
 		problems = append(problems, fmt.Sprintf("kubelet PodResources: %v", in.AllocationsErr))
 	}
-	spec.Summary = summarize(node, in.Allocations)
+	spec.Summary = Summarize(node, in.Allocations)
 	pending := false
 	if in.Snapshot != nil {
 		for _, g := range in.Snapshot.GPUs {
@@ -138,8 +138,9 @@ func profileByID(m *topology.Model, id int) *topology.Profile {
 	return nil
 }
 
-// summarize counts advertised and allocated devices for printer columns.
-func summarize(node *topology.Node, allocs []gpusliceapi.PodAllocation) gpusliceapi.Summary {
+// Summarize counts a node's advertised and allocated devices for the
+// GPUNode's printer columns.
+func Summarize(node *topology.Node, allocs []gpusliceapi.PodAllocation) gpusliceapi.Summary {
 	s := gpusliceapi.Summary{GPUs: int32(len(node.GPUs))}
 	caps, err := node.Capacity()
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
+	"github.com/gpuslice/gpuslice/pkg/exporter"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/test/framework"
@@ -113,7 +114,7 @@ func CreateGPUNode(ctx context.Context, kube kubernetes.Interface, gpu versioned
 func PublishTopology(ctx context.Context, gpu versioned.Interface, topo *topology.Node, state gpusliceapi.NodeState, message string, allocations []gpusliceapi.PodAllocation) error {
 	spec := gpusliceapi.SpecFromTopology(topo)
 	spec.State, spec.Message, spec.Allocations = state, message, allocations
-	spec.Summary = summary(topo)
+	spec.Summary = exporter.Summarize(topo, allocations)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := gpu.GpusliceV1alpha1().GPUNodes().Get(ctx, topo.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -127,15 +128,6 @@ func PublishTopology(ctx context.Context, gpu versioned.Interface, topo *topolog
 		_, err = gpu.GpusliceV1alpha1().GPUNodes().Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
-}
-
-func summary(topo *topology.Node) gpusliceapi.Summary {
-	caps, _ := topo.Capacity()
-	total := int64(0)
-	for _, n := range caps {
-		total += n
-	}
-	return gpusliceapi.Summary{GPUs: int32(len(topo.GPUs)), Slices: fmt.Sprintf("%d/%d", total, total)}
 }
 
 // Heartbeat creates or renews the exporter Lease of a node with the given
@@ -217,4 +209,15 @@ profiles:
       heartbeatTimeout: TIMEOUT
       leaseNamespace: gpuslice-system
 `)
+}
+
+// Unschedulable returns the message of a pod's PodScheduled=False condition
+// ("" when the scheduler has not given up on it).
+func Unschedulable(p *corev1.Pod) string {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return c.Message
+		}
+	}
+	return ""
 }

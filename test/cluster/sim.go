@@ -19,28 +19,14 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml/fake"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
-
-// NodeSpec describes a simulated GPU node: its GPUs (fake NVML) and its
-// device plugin's configuration.
-type NodeSpec struct {
-	Name    string
-	Product string
-	GPUs    int
-	// MIG lists the profiles on every GPU; empty disables MIG.
-	MIG      []string
-	Strategy topology.MIGStrategy
-	// Replicas > 1 time-slices every advertised resource.
-	Replicas        int
-	RenameByDefault bool
-	Policy          topology.AllocationPolicy
-}
 
 // SimNode is a Node with a fake NVML and a fake kubelet, published by the
 // real exporter code.
 type SimNode struct {
-	Spec    NodeSpec
+	Spec    fixtures.Spec
 	NVML    *fake.Fake
 	Kubelet *FakeKubelet
 
@@ -60,9 +46,10 @@ type SimOptions struct {
 	Seed                                    int64
 }
 
-// StartSimNode creates the Node (capacity as the device plugin would
+// StartSimNode creates the node the spec describes (as fixtures.Spec, except
+// that Replicas > 1 time-slices every advertised resource) with its Node (capacity as the device plugin would
 // advertise it), starts its fake kubelet and its exporter.
-func StartSimNode(ctx context.Context, kube kubernetes.Interface, gpu versioned.Interface, spec NodeSpec, o SimOptions) (*SimNode, error) {
+func StartSimNode(ctx context.Context, kube kubernetes.Interface, gpu versioned.Interface, spec fixtures.Spec, o SimOptions) (*SimNode, error) {
 	specs := make([]fake.GPUSpec, spec.GPUs)
 	for i := range specs {
 		specs[i] = fake.GPUSpec{Product: spec.Product, MIG: spec.MIG}

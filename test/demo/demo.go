@@ -23,6 +23,7 @@ import (
 
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
 	"github.com/gpuslice/gpuslice/test/cluster"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
@@ -39,8 +40,8 @@ type Options struct {
 var balanced = []string{"1g.5gb", "1g.5gb", "2g.10gb", "3g.20gb"}
 
 // Nodes are the demo's simulated GPU nodes.
-func Nodes() []cluster.NodeSpec {
-	return []cluster.NodeSpec{
+func Nodes() []fixtures.Spec {
+	return []fixtures.Spec{
 		{Name: "a100-40gb-a", Product: "NVIDIA A100-SXM4-40GB", GPUs: 4, MIG: balanced},
 		{Name: "a100-40gb-b", Product: "NVIDIA A100-SXM4-40GB", GPUs: 4, MIG: balanced},
 		{Name: "a100-80gb", Product: "NVIDIA A100-SXM4-80GB", GPUs: 4, MIG: []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}},
@@ -156,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 	return nil
 }
 
-func describe(s cluster.NodeSpec) string {
+func describe(s fixtures.Spec) string {
 	switch {
 	case len(s.MIG) > 0:
 		return "MIG mixed [" + strings.Join(s.MIG, " ") + "] per GPU"

@@ -63,7 +63,7 @@ func runRound(ctx context.Context, kube kubernetes.Interface, nodes map[string]*
 			switch {
 			case p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodFailed:
 				running++
-			case p.Spec.NodeName == "" && isUnschedulable(&p):
+			case p.Spec.NodeName == "" && cluster.Unschedulable(&p) != "":
 				pending++
 			default:
 				return false, nil
@@ -178,15 +178,6 @@ func (r roundResult) print(w io.Writer) {
 		fmt.Fprintf(w, "pending: %s\n", strings.Join(r.pendingPods, ", "))
 	}
 	fmt.Fprintf(w, "(· = GPU with nothing on it)\n")
-}
-
-func isUnschedulable(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-			return true
-		}
-	}
-	return false
 }
 
 func appendUnique(a []string, s string) []string {

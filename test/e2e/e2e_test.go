@@ -21,6 +21,7 @@ import (
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
 	"github.com/gpuslice/gpuslice/test/cluster"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
@@ -35,20 +36,20 @@ const (
 var balanced = []string{"1g.5gb", "1g.5gb", "2g.10gb", "3g.20gb"}
 
 // nodeSpecs: 20 nodes of five kinds.
-func nodeSpecs() []cluster.NodeSpec {
-	var out []cluster.NodeSpec
+func nodeSpecs() []fixtures.Spec {
+	var out []fixtures.Spec
 	for i := 0; i < 6; i++ {
-		out = append(out, cluster.NodeSpec{Name: fmt.Sprintf("a100-mig-%d", i), Product: "NVIDIA A100-SXM4-40GB", GPUs: 2, MIG: balanced})
+		out = append(out, fixtures.Spec{Name: fmt.Sprintf("a100-mig-%d", i), Product: "NVIDIA A100-SXM4-40GB", GPUs: 2, MIG: balanced})
 	}
 	for i := 0; i < 3; i++ {
-		out = append(out, cluster.NodeSpec{Name: fmt.Sprintf("a30-%d", i), Product: "NVIDIA A30", GPUs: 2, MIG: []string{"1g.6gb", "1g.6gb", "2g.12gb"}})
+		out = append(out, fixtures.Spec{Name: fmt.Sprintf("a30-%d", i), Product: "NVIDIA A30", GPUs: 2, MIG: []string{"1g.6gb", "1g.6gb", "2g.12gb"}})
 	}
-	out = append(out, cluster.NodeSpec{Name: reconfNode, Product: "NVIDIA A30", GPUs: 1, MIG: []string{"1g.6gb", "1g.6gb", "2g.12gb"}})
+	out = append(out, fixtures.Spec{Name: reconfNode, Product: "NVIDIA A30", GPUs: 1, MIG: []string{"1g.6gb", "1g.6gb", "2g.12gb"}})
 	for i := 0; i < 6; i++ {
-		out = append(out, cluster.NodeSpec{Name: fmt.Sprintf("h100-ts-%d", i), Product: "NVIDIA H100 80GB HBM3", GPUs: 2, Replicas: 4, RenameByDefault: true, Policy: topology.PolicyPacked})
+		out = append(out, fixtures.Spec{Name: fmt.Sprintf("h100-ts-%d", i), Product: "NVIDIA H100 80GB HBM3", GPUs: 2, Replicas: 4, RenameByDefault: true, Policy: topology.PolicyPacked})
 	}
 	for i := 0; i < 4; i++ {
-		out = append(out, cluster.NodeSpec{Name: fmt.Sprintf("h200-%d", i), Product: "NVIDIA H200", GPUs: 2})
+		out = append(out, fixtures.Spec{Name: fmt.Sprintf("h200-%d", i), Product: "NVIDIA H200", GPUs: 2})
 	}
 	return out
 }
@@ -137,7 +138,7 @@ func (e *env) settle() {
 				return false, nil
 			case p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodFailed:
 				running++
-			case p.Spec.NodeName == "" && unschedulable(&p):
+			case p.Spec.NodeName == "" && cluster.Unschedulable(&p) != "":
 				pending++
 			default:
 				return false, nil
@@ -152,15 +153,6 @@ func (e *env) settle() {
 	if err != nil {
 		e.t.Fatalf("pods did not settle: %v (last running/pending %s)", err, last)
 	}
-}
-
-func unschedulable(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-			return true
-		}
-	}
-	return false
 }
 
 // check gathers the cluster's state and applies the invariants.

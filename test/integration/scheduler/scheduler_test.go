@@ -168,7 +168,7 @@ func waitSettled(t *testing.T, ctx context.Context, kube kubernetes.Interface, n
 			switch {
 			case p.Spec.NodeName != "":
 				bound++
-			case unschedulable(&p) != "":
+			case cluster.Unschedulable(&p) != "":
 				pending++
 			default:
 				return false, nil
@@ -185,7 +185,7 @@ func waitSettled(t *testing.T, ctx context.Context, kube kubernetes.Interface, n
 		var stuck []string
 		if list != nil {
 			for _, p := range list.Items {
-				if p.Spec.NodeName == "" && unschedulable(&p) == "" {
+				if p.Spec.NodeName == "" && cluster.Unschedulable(&p) == "" {
 					stuck = append(stuck, fmt.Sprintf("%s %v", p.Name, p.Status.Conditions))
 				}
 			}
@@ -193,15 +193,6 @@ func waitSettled(t *testing.T, ctx context.Context, kube kubernetes.Interface, n
 		}
 		t.Fatalf("pods did not settle: %v (last bound/pending %s); neither bound nor unschedulable: %v", err, last, stuck)
 	}
-}
-
-func unschedulable(p *corev1.Pod) string {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			return c.Message
-		}
-	}
-	return ""
 }
 
 func assignments(t *testing.T, ctx context.Context, kube kubernetes.Interface) map[string]string {
@@ -252,7 +243,7 @@ func checkInvariants(t *testing.T, ctx context.Context, kube kubernetes.Interfac
 			// The reason names the missing resource: gpuslice's Filter, or
 			// NodeResourcesFit (which runs first) once the node's allocatable
 			// of that resource is used up.
-			msg := unschedulable(p)
+			msg := cluster.Unschedulable(p)
 			named := false
 			for _, rc := range req.Effective {
 				named = named || strings.Contains(msg, rc.Name)
