@@ -24,6 +24,16 @@ const (
 	// failRequestsGreaterThanOne and a container asks for more than one
 	// replica of a time-sliced resource; the kubelet would fail the pod.
 	SharedCountOverOne
+	// NoGPUFits: one GPU per request, and no single GPU has the replicas
+	// free (Free is the most any one GPU has).
+	NoGPUFits
+	// NoWholeGPUs: one GPU per request, and too few GPUs are entirely
+	// unused (Need and Free count GPUs).
+	NoWholeGPUs
+	// NotWholeGPUs: one GPU per request, and the request is more than one
+	// GPU's replicas but not a whole number of GPUs (Total is one GPU's
+	// replicas).
+	NotWholeGPUs
 )
 
 // Verdict is the answer of Check. It holds no heap data, so producing it does
@@ -43,7 +53,7 @@ func (v Verdict) OK() bool { return v.Code == Fits }
 // Unresolvable reports whether freeing devices on the node cannot make the
 // request fit (the scheduler's UnschedulableAndUnresolvable).
 func (v Verdict) Unresolvable() bool {
-	return v.Code == NotOffered || v.Code == ExceedsNode || v.Code == SharedCountOverOne
+	return v.Code == NotOffered || v.Code == ExceedsNode || v.Code == SharedCountOverOne || v.Code == NotWholeGPUs
 }
 
 // Reason is a message a user can act on, naming the resource and the counts.
@@ -64,6 +74,12 @@ func (v Verdict) Reason() string {
 		return fmt.Sprintf("node offers no %s", v.Resource)
 	case ExceedsNode:
 		return fmt.Sprintf("%s: request of %d exceeds the node's %d healthy devices (%d in all%s)", v.Resource, v.Need, v.Total-v.Unhealthy, v.Total, unhealthy)
+	case NoGPUFits:
+		return fmt.Sprintf("no single GPU has %d free %s (most free on one GPU: %d of %d)", v.Need, v.Resource, v.Free, v.Total)
+	case NoWholeGPUs:
+		return fmt.Sprintf("%s: need %d entirely unused GPUs, %d free", v.Resource, v.Need, v.Free)
+	case NotWholeGPUs:
+		return fmt.Sprintf("%s: request of %d is more than one GPU (%d) but not a whole number of GPUs", v.Resource, v.Need, v.Total)
 	case SharedCountOverOne:
 		return fmt.Sprintf("container %q asks for %d replicas of time-sliced %s, but the device plugin sets failRequestsGreaterThanOne", v.Container, v.Need, v.Resource)
 	}
@@ -84,6 +100,11 @@ func (s *State) Check(req *podrequest.Request) Verdict {
 		}
 		r := &n.resources[ri]
 		if int32(rc.Count) <= s.free[ri] {
+			if n.oneGPU {
+				if v := s.checkOneGPU(r, rc); !v.OK() {
+					return v
+				}
+			}
 			continue
 		}
 		v := Verdict{Code: Insufficient, Resource: rc.Name, Need: rc.Count, Free: int(s.free[ri]), Total: int(r.total), Unhealthy: int(r.total - r.healthy)}

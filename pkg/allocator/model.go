@@ -12,6 +12,7 @@ type Node struct {
 	name       string
 	policy     topology.AllocationPolicy
 	failOver1  bool
+	oneGPU     bool // topology.TimeSlicing.OneGPUPerRequest
 	resources  []resource
 	resIndex   map[string]int32
 	units      []unit
@@ -88,6 +89,7 @@ func Compile(t *topology.Node, cat *topology.Catalog, defaultPolicy topology.All
 	}
 	if t.TimeSlicing != nil {
 		n.failOver1 = t.TimeSlicing.FailRequestsGreaterThanOne
+		n.oneGPU = t.TimeSlicing.OneGPUPerRequest
 	}
 	for i := range t.GPUs {
 		g := &t.GPUs[i]
@@ -138,6 +140,13 @@ func Compile(t *topology.Node, cat *topology.Catalog, defaultPolicy topology.All
 		n.maxPerUnit = max(n.maxPerUnit, u.replicas)
 	}
 	n.bitWords = int(bits / 64)
+	if n.oneGPU {
+		for _, r := range n.resources {
+			if !r.shared {
+				return nil, fmt.Errorf("node %s: one GPU per request needs every advertised resource time-sliced, %s is not", t.Name, r.name)
+			}
+		}
+	}
 	return n, nil
 }
 

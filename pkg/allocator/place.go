@@ -78,6 +78,12 @@ func (s *State) Place(req *podrequest.Request) (*Placement, Verdict) {
 				got = append(got, r)
 			}
 			got = work.pick(ri, got, rc.Count)
+			if len(got) < rc.Count {
+				// Only one GPU per request can get here: Check looks at the
+				// pod's effective request, not at each container's.
+				r := &n.resources[ri]
+				return nil, Verdict{Code: NoGPUFits, Resource: rc.Name, Need: rc.Count, Total: int(n.perUnit(r)), Container: c.Name}
+			}
 			ids := make([]string, len(got))
 			for i, r := range got {
 				ids[i] = n.deviceID(r)
@@ -98,6 +104,9 @@ func (s *State) Place(req *podrequest.Request) (*Placement, Verdict) {
 // them taken in s, and returns the full list (required first).
 func (s *State) pick(ri int32, required []ref, size int) []ref {
 	r := &s.node.resources[ri]
+	if s.node.oneGPU {
+		return s.pickOneGPU(r, required, size)
+	}
 	if r.aligned {
 		for _, ui := range r.units {
 			if len(required) >= size {

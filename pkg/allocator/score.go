@@ -69,6 +69,9 @@ func (sc *Scorer) Score(s *State, req *podrequest.Request) float64 {
 	}
 	switch sc.Strategy {
 	case FragmentationAware:
+		if s.node.oneGPU {
+			return s.fragmentationGainOneGPU(req, sc.Mix)
+		}
 		return s.fragmentationGain(req, sc.Mix)
 	case Spread:
 		return s.emptiness(req, wg, wn)
@@ -132,6 +135,9 @@ func (s *State) busyness(req *podrequest.Request) (gpuFill, nodeFill, added floa
 // free devices is arbitrary, so it is the expectation over the free devices.
 func (s *State) gpuFillOfPick(r *resource, count int) float64 {
 	n := s.node
+	if n.oneGPU {
+		return s.gpuFillOneGPU(r, count)
+	}
 	if !r.shared {
 		sum, cnt := 0.0, 0
 		for _, ui := range r.units {

@@ -102,6 +102,14 @@ type TimeSlicing struct {
 	// for more than one replica of a shared resource.
 	FailRequestsGreaterThanOne bool
 	Resources                  []SharedResource
+	// OneGPUPerRequest is not a setting of NVIDIA's device plugin, which hands
+	// out replicas one at a time from any GPU and so may split a request
+	// across GPUs. It models GPU-sharing device plugins that serve a
+	// container's request of a shared resource from a single GPU, and a
+	// request of a whole number of GPUs' replicas from that many unused GPUs
+	// (Alibaba's gpushare, HAMi; the model of the FGD paper's simulator, used
+	// by the openb packing benchmark). The exporter never sets it.
+	OneGPUPerRequest bool
 }
 
 // SharedResource is one entry of sharing.timeSlicing.resources.
