@@ -53,6 +53,12 @@ func NewShared() *Shared {
 func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceArgs) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cache != nil && s.args == nil {
+		// Offline: the caller feeds the cache (NewSharedOffline).
+		s.args = args
+		s.mix = allocator.NewMixLearner(int(args.ScoringStrategy.MixHalfLife), 64)
+		return nil
+	}
 	if s.cache != nil {
 		switch {
 		case args.HeartbeatTimeout != s.args.HeartbeatTimeout:

@@ -1,0 +1,42 @@
+// Command gpuslice-bench measures gpuslice on workloads it did not write:
+//
+//	gpuslice-bench openb      replay the openb trace (FGD protocol) with gpuslice and baseline policies
+//	gpuslice-bench mig        place a MIG request mix on A100/H100 nodes with NVIDIA's layouts
+//	gpuslice-bench throughput scheduling throughput against a real kube-apiserver, gpuslice vs stock
+//
+// Each subcommand takes -h for its flags. The packing benchmarks run the real
+// GPUSlice plugin inside the scheduler framework, in-process.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gpuslice/gpuslice/test/bench/mig"
+	"github.com/gpuslice/gpuslice/test/bench/openb"
+	"github.com/gpuslice/gpuslice/test/bench/throughput"
+)
+
+type command func(ctx context.Context, args []string, stdout io.Writer) error
+
+func main() {
+	commands := map[string]command{
+		"openb":      openb.Main,
+		"mig":        mig.Main,
+		"throughput": throughput.Main,
+	}
+	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
+		fmt.Fprintln(os.Stderr, "usage: gpuslice-bench openb|mig|throughput [flags] (-h for flags)")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := commands[os.Args[1]](ctx, os.Args[2:], os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "gpuslice-bench %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}

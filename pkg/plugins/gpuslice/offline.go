@@ -1,0 +1,24 @@
+package gpuslice
+
+import (
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/gpuslice/gpuslice/pkg/cache"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+)
+
+// NewSharedOffline returns shared state around a cache that the caller
+// feeds itself (topologies, heartbeats, pods) instead of informers: for
+// in-process simulation such as gpuslice-bench. The first profile's args
+// complete it; no informer is started and nothing is read from the API.
+func NewSharedOffline(c *cache.Cache, cat *topology.Catalog) *Shared {
+	return &Shared{catalog: cat, cache: c}
+}
+
+// ObservePod feeds a pod's current state to the cache, as the pod
+// informer's handler does.
+func (s *Shared) ObservePod(logger klog.Logger, pod *v1.Pod) { s.onPod(logger, pod) }
+
+// ForgetPod removes a deleted pod from the cache.
+func (s *Shared) ForgetPod(pod *v1.Pod) { s.onPodDelete(pod) }

@@ -1,0 +1,163 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
+)
+
+func TestNumFeasibleNodesToFind(t *testing.T) {
+	p := func(v int32) *int32 { return &v }
+	for _, tc := range []struct {
+		percent *int32
+		all     int
+		want    int
+	}{
+		{nil, 50, 50},
+		{nil, 1213, 497}, // adaptive: 50 - 1213/125 = 41 %
+		{nil, 5000, 500},
+		{nil, 10000, 500},
+		{p(100), 5000, 5000},
+		{p(1), 5000, 100},
+	} {
+		if got := numFeasibleNodesToFind(tc.percent, tc.all); got != tc.want {
+			t.Errorf("numFeasibleNodesToFind(%v, %d) = %d, want %d", tc.percent, tc.all, got, tc.want)
+		}
+	}
+}
+
+func node(t testing.TB, spec fixtures.Spec) Node {
+	t.Helper()
+	topo := fixtures.MustBuild(topology.NewCatalog(), spec)
+	capacity, err := topo.Capacity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc := v1.ResourceList{
+		v1.ResourceCPU:    resource.MustParse("64"),
+		v1.ResourceMemory: resource.MustParse("256Gi"),
+		v1.ResourcePods:   resource.MustParse("110"),
+	}
+	for r, n := range capacity {
+		alloc[v1.ResourceName(r)] = *resource.NewQuantity(n, resource.DecimalSI)
+	}
+	return Node{Topology: topo, Node: &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Labels: map[string]string{v1.LabelHostname: spec.Name}},
+		Status:     v1.NodeStatus{Capacity: alloc, Allocatable: alloc},
+	}}
+}
+
+func pod(name string, res string, n int64) *v1.Pod {
+	q := v1.ResourceList{v1.ResourceName(res): *resource.NewQuantity(n, resource.DecimalSI)}
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: types.UID(name)},
+		Spec:       v1.PodSpec{Containers: []v1.Container{{Name: "main", Resources: v1.ResourceRequirements{Requests: q, Limits: q}}}},
+	}
+}
+
+func shipped(t testing.TB, name string) Options {
+	t.Helper()
+	cfg, err := LoadConfigMapFile(filepath.Join("..", "..", "..", "manifests", "scheduler", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := Profile(cfg, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Options{Profile: prof, Rand: rand.New(rand.NewPCG(1, 2)), DefaultPolicy: topology.PolicyDistributed}
+}
+
+// TestGPUSliceBinpacksMIG runs the shipped gpuslice-binpack profile on
+// three A100 nodes: small MIG pods fill one node before touching another,
+// the device plugin's picks are the ones GPUSlice reserved, and a pod
+// nothing can hold is unschedulable with a reason naming the resource.
+func TestGPUSliceBinpacksMIG(t *testing.T) {
+	ctx := context.Background()
+	opts := shipped(t, "gpuslice-binpack")
+	for i := 0; i < 3; i++ {
+		opts.Nodes = append(opts.Nodes, node(t, fixtures.Spec{Name: fmt.Sprintf("a100-%d", i), Product: "NVIDIA A100-SXM4-40GB", GPUs: 2, MIG: []string{"1g.5gb", "1g.5gb", "2g.10gb", "3g.20gb"}}))
+	}
+	s, err := New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		p := pod(fmt.Sprintf("p%d", i), "nvidia.com/mig-1g.5gb", 1)
+		d, err := s.Schedule(ctx, p)
+		if err != nil || d.Node == "" {
+			t.Fatalf("pod %d: %v %q", i, err, d.Reason)
+		}
+		if _, err := s.Admit(ctx, p, d); err != nil {
+			t.Fatal(err)
+		}
+		used[d.Node] = true
+	}
+	if len(used) != 1 {
+		t.Errorf("4 mig-1g.5gb pods spread over %d nodes, want 1 (each node has 4)", len(used))
+	}
+	d, err := s.Schedule(ctx, pod("big", "nvidia.com/mig-7g.40gb", 1))
+	if err != nil || d.Node != "" || !strings.Contains(d.Reason, "nvidia.com/mig-7g.40gb") {
+		t.Errorf("7g.40gb pod: %v node %q reason %q", err, d.Node, d.Reason)
+	}
+	if st := s.Stats(); st.Mispredicted != 0 || st.Scheduled != 4 || st.Unschedulable != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestStockSchedulerMeetsKubeletRejection: the stock scheduler counts
+// replicas only, so it binds a share no single GPU can hold on a
+// one-GPU-per-request node; the simulated kubelet refuses it.
+func TestStockSchedulerMeetsKubeletRejection(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := StockConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := Profile(cfg, "default-scheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Profile: prof, Rand: rand.New(rand.NewPCG(1, 2)), DefaultPolicy: topology.PolicyPacked}
+	opts.Nodes = []Node{node(t, fixtures.Spec{Name: "share", Product: "Tesla T4", MemoryMiB: 16384, GPUs: 2, Replicas: 1000, OneGPUPerRequest: true})}
+	s, err := New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []int64{600, 600} {
+		p := pod(fmt.Sprint("ok", i), "nvidia.com/gpu", n)
+		d, err := s.Schedule(ctx, p)
+		if err != nil || d.Node == "" {
+			t.Fatalf("share %d: %v %q", i, err, d.Reason)
+		}
+		if _, err := s.Admit(ctx, p, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := pod("split", "nvidia.com/gpu", 700) // 800 free, 400 per GPU
+	d, err := s.Schedule(ctx, p)
+	if err != nil || d.Node != "share" {
+		t.Fatalf("stock scheduler should bind by count: %v %+v", err, d)
+	}
+	_, err = s.Admit(ctx, p, d)
+	var rej *AdmissionError
+	if !errors.As(err, &rej) || !strings.Contains(rej.Reason, "no single GPU has 700 free") {
+		t.Fatalf("admission: %v", err)
+	}
+	if st := s.Stats(); st.AdmissionRejected != 1 || st.Scheduled != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
