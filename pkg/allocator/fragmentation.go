@@ -8,7 +8,7 @@ import "github.com/gpuslice/gpuslice/pkg/podrequest"
 // m cannot use: all free capacity when m does not fit on the node, else the
 // free capacity in resources m does not ask for. The device plugin hands out
 // any free device of a resource, so "fits" is a count per resource.
-func (s *State) fragmentationGain(req *podrequest.Request, mix *Mix) float64 {
+func (s *State) fragmentationGain(req *podrequest.Request, mix *Mix, h HostFit) float64 {
 	n := s.node
 	var deltaBuf [maxReqResources]delta
 	deltas := deltaBuf[:0]
@@ -24,15 +24,16 @@ func (s *State) fragmentationGain(req *podrequest.Request, mix *Mix) float64 {
 		freeBefore += float64(s.free[ri]) * w
 		freeAfter += float64(s.freeOf(int32(ri), deltas)) * w
 	}
+	ha := h.after()
 	if mix == nil || len(mix.Classes) == 0 {
-		self := MixClass{Resources: req.Effective, Weight: 1}
-		return s.stranded(nil, freeBefore, &self) - s.stranded(deltas, freeAfter, &self)
+		self := MixClass{Resources: req.Effective, Host: h.Pod, Weight: 1}
+		return s.stranded(nil, freeBefore, &self, h) - s.stranded(deltas, freeAfter, &self, ha)
 	}
 	before, after := 0.0, 0.0
 	for i := range mix.Classes {
 		c := &mix.Classes[i]
-		before += c.Weight * s.stranded(nil, freeBefore, c)
-		after += c.Weight * s.stranded(deltas, freeAfter, c)
+		before += c.Weight * s.stranded(nil, freeBefore, c, h)
+		after += c.Weight * s.stranded(deltas, freeAfter, c, ha)
 	}
 	return before - after
 }
@@ -54,7 +55,10 @@ func (s *State) freeOf(ri int32, deltas []delta) int32 {
 
 // stranded is the free capacity (free, in GPU-equivalents) that class c
 // cannot use, with deltas taken from the free counts.
-func (s *State) stranded(deltas []delta, free float64, c *MixClass) float64 {
+func (s *State) stranded(deltas []delta, free float64, c *MixClass, h HostFit) float64 {
+	if !h.hosts(c) {
+		return free
+	}
 	n := s.node
 	usable := 0.0
 	for i := range c.Resources {

@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"fmt"
 	"math"
 	"sort"
 	"sync"
@@ -11,7 +12,30 @@ import (
 // MixClass is one kind of GPU request and its share of the workload.
 type MixClass struct {
 	Resources []podrequest.ResourceCount
-	Weight    float64
+	// Host is the CPU and memory the class asks for (zero when unknown).
+	Host   Host
+	Weight float64
+}
+
+// Host is CPU and memory: what a pod requests, or what a node has left.
+type Host struct {
+	MilliCPU int64
+	MemBytes int64
+}
+
+// Host requests are learned in buckets, so that pods of one GPU shape with
+// slightly different CPU or memory requests make one class; a class asks
+// for the top of its bucket.
+const (
+	cpuBucket = 500     // millicores
+	memBucket = 1 << 30 // bytes
+)
+
+func bucket(v, size int64) int64 {
+	if v <= 0 {
+		return 0
+	}
+	return (v + size - 1) / size * size
 }
 
 // Mix is a workload mix: request classes with weights summing to 1. It is
@@ -33,6 +57,7 @@ type MixLearner struct {
 
 type learnedClass struct {
 	resources []podrequest.ResourceCount
+	host      Host
 	raw       float64
 }
 
@@ -49,12 +74,20 @@ func NewMixLearner(halfLife, maxClasses int) *MixLearner {
 	}
 }
 
-// Observe records one pod's request.
-func (l *MixLearner) Observe(req *podrequest.Request) {
+// Observe records one pod's GPU request.
+func (l *MixLearner) Observe(req *podrequest.Request) { l.ObserveHost(req, Host{}) }
+
+// ObserveHost records one pod's GPU request with its CPU and memory
+// request. Pods that ask for no GPU are not part of the mix.
+func (l *MixLearner) ObserveHost(req *podrequest.Request, host Host) {
 	if req.Empty() {
 		return
 	}
+	host = Host{MilliCPU: bucket(host.MilliCPU, cpuBucket), MemBytes: bucket(host.MemBytes, memBucket)}
 	key := req.String()
+	if host != (Host{}) {
+		key = fmt.Sprintf("%s cpu=%dm mem=%d", key, host.MilliCPU, host.MemBytes)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// Instead of decaying every class, grow the weight of new observations.
@@ -78,7 +111,7 @@ func (l *MixLearner) Observe(req *podrequest.Request) {
 		}
 		delete(l.classes, lightest)
 	}
-	l.classes[key] = &learnedClass{resources: append([]podrequest.ResourceCount(nil), req.Effective...), raw: l.scale}
+	l.classes[key] = &learnedClass{resources: append([]podrequest.ResourceCount(nil), req.Effective...), host: host, raw: l.scale}
 }
 
 // Snapshot returns the current mix, classes sorted by weight (heaviest
@@ -100,7 +133,7 @@ func (l *MixLearner) Snapshot(minShare float64) *Mix {
 			continue
 		}
 		kept += c.raw
-		m.Classes = append(m.Classes, MixClass{Resources: c.resources, Weight: c.raw})
+		m.Classes = append(m.Classes, MixClass{Resources: c.resources, Host: c.host, Weight: c.raw})
 	}
 	for i := range m.Classes {
 		m.Classes[i].Weight /= kept
@@ -109,7 +142,13 @@ func (l *MixLearner) Snapshot(minShare float64) *Mix {
 		if m.Classes[i].Weight != m.Classes[j].Weight {
 			return m.Classes[i].Weight > m.Classes[j].Weight
 		}
-		return classKey(m.Classes[i].Resources) < classKey(m.Classes[j].Resources)
+		if ki, kj := classKey(m.Classes[i].Resources), classKey(m.Classes[j].Resources); ki != kj {
+			return ki < kj
+		}
+		if m.Classes[i].Host.MilliCPU != m.Classes[j].Host.MilliCPU {
+			return m.Classes[i].Host.MilliCPU < m.Classes[j].Host.MilliCPU
+		}
+		return m.Classes[i].Host.MemBytes < m.Classes[j].Host.MemBytes
 	})
 	return m
 }

@@ -195,22 +195,23 @@ func (s *State) oneGPUDeltas(req *podrequest.Request, buf []unitDelta) (deltas [
 // capacity is the free capacity of the GPUs that cannot serve the class's
 // per-GPU share (all partly used GPUs, for a class asking for whole GPUs);
 // for a class that does not fit, all free capacity.
-func (s *State) fragmentationGainOneGPU(req *podrequest.Request, mix *Mix) float64 {
+func (s *State) fragmentationGainOneGPU(req *podrequest.Request, mix *Mix, h HostFit) float64 {
 	var buf [maxReqResources * 8]unitDelta
 	deltas, ok := s.oneGPUDeltas(req, buf[:])
 	if !ok {
 		return 0 // Check rejects it; nothing to compare
 	}
 	freeBefore, freeAfter := s.freeWeight(nil), s.freeWeight(deltas)
+	ha := h.after()
 	if mix == nil || len(mix.Classes) == 0 {
-		self := MixClass{Resources: req.Effective, Weight: 1}
-		return s.strandedOneGPU(nil, freeBefore, &self) - s.strandedOneGPU(deltas, freeAfter, &self)
+		self := MixClass{Resources: req.Effective, Host: h.Pod, Weight: 1}
+		return s.strandedOneGPU(nil, freeBefore, &self, h) - s.strandedOneGPU(deltas, freeAfter, &self, ha)
 	}
 	before, after := 0.0, 0.0
 	for i := range mix.Classes {
 		c := &mix.Classes[i]
-		before += c.Weight * s.strandedOneGPU(nil, freeBefore, c)
-		after += c.Weight * s.strandedOneGPU(deltas, freeAfter, c)
+		before += c.Weight * s.strandedOneGPU(nil, freeBefore, c, h)
+		after += c.Weight * s.strandedOneGPU(deltas, freeAfter, c, ha)
 	}
 	return before - after
 }
@@ -223,7 +224,10 @@ func (s *State) freeWeight(deltas []unitDelta) float64 {
 	return total
 }
 
-func (s *State) strandedOneGPU(deltas []unitDelta, free float64, c *MixClass) float64 {
+func (s *State) strandedOneGPU(deltas []unitDelta, free float64, c *MixClass, h HostFit) float64 {
+	if !h.hosts(c) {
+		return free
+	}
 	n := s.node
 	usable := 0.0
 	for i := range c.Resources {

@@ -35,6 +35,31 @@ type Scorer struct {
 	// Mix is the workload mix for FragmentationAware. Nil or empty means the
 	// pod's own request stands for the mix.
 	Mix *Mix
+	// TieBreak adds this multiple of the binpack fullness (in [0, 1]) to
+	// FragmentationAware scores, so that among placements that strand the
+	// same capacity the busier GPUs and nodes win. 0 adds nothing.
+	TieBreak float64
+}
+
+// HostFit is the CPU and memory side of a placement, for the
+// fragmentation-aware strategy: what the pod requests and what the node has
+// left before it. A class of the mix whose CPU or memory does not fit on the
+// node can use none of the node's free GPU capacity. The zero value (Known
+// false) leaves CPU and memory out.
+type HostFit struct {
+	Pod, NodeFree Host
+	Known         bool
+}
+
+func (h HostFit) after() HostFit {
+	h.NodeFree.MilliCPU -= h.Pod.MilliCPU
+	h.NodeFree.MemBytes -= h.Pod.MemBytes
+	return h
+}
+
+// hosts reports whether class c's CPU and memory fit in what h leaves.
+func (h HostFit) hosts(c *MixClass) bool {
+	return !h.Known || (c.Host.MilliCPU <= h.NodeFree.MilliCPU && c.Host.MemBytes <= h.NodeFree.MemBytes)
 }
 
 // Validate checks the scorer's settings.
@@ -63,16 +88,30 @@ const maxStackUnits = 64
 // GPU capacity, in GPU-equivalents. Compare scores of one strategy only.
 // The caller has checked that req fits.
 func (sc *Scorer) Score(s *State, req *podrequest.Request) float64 {
+	return sc.ScoreHost(s, req, HostFit{})
+}
+
+// ScoreHost is Score with the node's CPU and memory taken into account by
+// FragmentationAware (the other strategies ignore h). req may ask for no GPU:
+// a CPU-only pod's placement can still strand GPUs by taking the CPU or
+// memory that GPU pods of the mix need.
+func (sc *Scorer) ScoreHost(s *State, req *podrequest.Request, h HostFit) float64 {
 	wg, wn := sc.GPUWeight, sc.NodeWeight
 	if wg == 0 && wn == 0 {
 		wg, wn = 2, 1
 	}
 	switch sc.Strategy {
 	case FragmentationAware:
+		gain := 0.0
 		if s.node.oneGPU {
-			return s.fragmentationGainOneGPU(req, sc.Mix)
+			gain = s.fragmentationGainOneGPU(req, sc.Mix, h)
+		} else {
+			gain = s.fragmentationGain(req, sc.Mix, h)
 		}
-		return s.fragmentationGain(req, sc.Mix)
+		if sc.TieBreak != 0 {
+			gain += sc.TieBreak * s.fullness(req, wg, wn)
+		}
+		return gain
 	case Spread:
 		return s.emptiness(req, wg, wn)
 	default:

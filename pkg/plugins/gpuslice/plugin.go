@@ -23,6 +23,12 @@ import (
 // Name is the plugin's name in a KubeSchedulerConfiguration.
 const Name = "GPUSlice"
 
+// fragmentationTieBreak weighs binpack fullness into fragmentation-aware
+// scores: small enough never to overrule a difference in stranded capacity
+// of a thousandth of a GPU, it decides between placements that strand the
+// same.
+const fragmentationTieBreak = 1e-3
+
 // Plugin is one profile's instance of GPUSlice.
 type Plugin struct {
 	handle fwk.Handle
@@ -67,6 +73,9 @@ func (s *Shared) New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk
 			GPUWeight:  float64(args.ScoringStrategy.GPUWeight),
 			NodeWeight: float64(args.ScoringStrategy.NodeWeight),
 		},
+	}
+	if p.scorer.Strategy == allocator.FragmentationAware {
+		p.scorer.TieBreak = fragmentationTieBreak
 	}
 	if err := p.scorer.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)

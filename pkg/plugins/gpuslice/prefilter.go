@@ -4,6 +4,7 @@ import (
 	"context"
 
 	v1 "k8s.io/api/core/v1"
+	resourcehelper "k8s.io/component-helpers/resource"
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
@@ -17,18 +18,34 @@ func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+err.Error())
 	}
-	if req.Empty() {
+	fragAware := p.scorer.Strategy == allocator.FragmentationAware
+	if req.Empty() && !fragAware {
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
 	if err := p.shared.waitSynced(ctx); err != nil {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "gpuslice: "+err.Error())
 	}
-	s := &cycleState{req: req, nodes: map[string]*allocator.State{}}
-	if p.scorer.Strategy == allocator.FragmentationAware {
-		s.mix = p.shared.mix.Snapshot(0.005)
+	s := &cycleState{req: req, host: hostRequest(pod), nodes: map[string]*allocator.State{}}
+	if fragAware {
+		s.mix = p.shared.mix.Snapshot(mixMinShare)
 	}
 	cs.Write(stateKey, s)
+	if req.Empty() {
+		// Nothing to filter, but fragmentation-aware scoring keeps CPU-only
+		// pods off the CPU and memory GPU pods need.
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
 	return nil, nil
+}
+
+// mixMinShare drops workload classes under this share from the mix a cycle
+// scores with.
+const mixMinShare = 0.005
+
+// hostRequest is the pod's effective CPU and memory request.
+func hostRequest(pod *v1.Pod) allocator.Host {
+	r := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	return allocator.Host{MilliCPU: r.Cpu().MilliValue(), MemBytes: r.Memory().Value()}
 }
 
 // PreFilterExtensions lets preemption's dry run see GPU devices freed by

@@ -7,14 +7,17 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
 )
 
 // scoreScale keeps the allocator's fractional scores when they become the
 // framework's integers; NormalizeScore maps them onto 0..MaxNodeScore.
 const scoreScale = 1e6
 
-// PreScore skips scoring for pods PreFilter skipped (no GPU request): their
-// Score would have nothing to rate.
+// PreScore skips scoring for pods PreFilter left no state for (no GPU
+// request, and a strategy other than fragmentation-aware): their Score
+// would have nothing to rate.
 func (p *Plugin) PreScore(_ context.Context, cs fwk.CycleState, _ *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
 	if _, err := getState(cs); err != nil {
 		return fwk.NewStatus(fwk.Skip)
@@ -29,13 +32,28 @@ func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo
 	if err != nil {
 		return 0, fwk.AsStatus(err)
 	}
-	st, ok := s.recorded(nodeInfo.Node().Name)
+	node := nodeInfo.Node().Name
+	st, ok := s.recorded(node)
 	if !ok {
-		return 0, fwk.AsStatus(fmt.Errorf("node %s was not filtered in this cycle", nodeInfo.Node().Name))
+		if !s.req.Empty() {
+			return 0, fwk.AsStatus(fmt.Errorf("node %s was not filtered in this cycle", node))
+		}
+		// A CPU-only pod (fragmentation-aware only): Filter did not run.
+		view := p.shared.cache.View(node)
+		if view.State == nil || !view.Freshness.Usable {
+			return 0, nil // no GPU to strand
+		}
+		st = view.State
 	}
 	sc := p.scorer
 	sc.Mix = s.mix
-	return int64(math.Round(sc.Score(st, s.req) * scoreScale)), nil
+	alloc, used := nodeInfo.GetAllocatable(), nodeInfo.GetRequested()
+	h := allocator.HostFit{
+		Pod:      s.host,
+		NodeFree: allocator.Host{MilliCPU: alloc.GetMilliCPU() - used.GetMilliCPU(), MemBytes: alloc.GetMemory() - used.GetMemory()},
+		Known:    true,
+	}
+	return int64(math.Round(sc.ScoreHost(st, s.req, h) * scoreScale)), nil
 }
 
 // ScoreExtensions returns the normaliser.

@@ -17,7 +17,9 @@ const stateKey fwk.StateKey = Name
 // Reserve use that same snapshot.
 type cycleState struct {
 	req *podrequest.Request
-	mix *allocator.Mix
+	// host is the pod's CPU and memory request.
+	host allocator.Host
+	mix  *allocator.Mix
 
 	mu    sync.Mutex
 	nodes map[string]*allocator.State
@@ -35,7 +37,7 @@ type overlay struct {
 func (s *cycleState) Clone() fwk.StateData {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := &cycleState{req: s.req, mix: s.mix, nodes: make(map[string]*allocator.State, len(s.nodes))}
+	c := &cycleState{req: s.req, host: s.host, mix: s.mix, nodes: make(map[string]*allocator.State, len(s.nodes))}
 	for k, v := range s.nodes {
 		c.nodes[k] = v
 	}

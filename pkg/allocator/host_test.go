@@ -1,0 +1,73 @@
+package allocator
+
+import (
+	"math"
+	"testing"
+
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+)
+
+// A pod that takes the CPU a GPU class needs strands the node's free GPUs
+// for that class; with CPU to spare it strands nothing.
+func TestFragmentationCountsHostResources(t *testing.T) {
+	mix := &Mix{Classes: []MixClass{{Resources: req(gpuRes, 500).Effective, Host: Host{MilliCPU: 4000, MemBytes: 8 << 30}, Weight: 1}}}
+	sc := Scorer{Strategy: FragmentationAware, Mix: mix}
+	cpuOnly := &podrequest.Request{}
+	for _, tc := range []struct {
+		name    string
+		s       *State
+		freeCPU int64
+		want    float64
+	}{
+		{"one-GPU mode, CPU runs out", shareNode(t, 2, topology.PolicyPacked), 6000, -2},
+		{"one-GPU mode, CPU to spare", shareNode(t, 2, topology.PolicyPacked), 20000, 0},
+		{"replica mode, CPU runs out", compileTS(t), 6000, -2},
+	} {
+		h := HostFit{Pod: Host{MilliCPU: 4000, MemBytes: 1 << 30}, NodeFree: Host{MilliCPU: tc.freeCPU, MemBytes: 64 << 30}, Known: true}
+		if got := sc.ScoreHost(tc.s, cpuOnly, h); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%s: gain %v, want %v", tc.name, got, tc.want)
+		}
+		// Without host information CPU-only pods change nothing.
+		if got := sc.Score(tc.s, cpuOnly); got != 0 {
+			t.Errorf("%s: gain without host %v, want 0", tc.name, got)
+		}
+	}
+	// A GPU pod on a node whose CPU it exhausts strands the rest of the GPUs.
+	s := shareNode(t, 2, topology.PolicyPacked)
+	h := HostFit{Pod: Host{MilliCPU: 4000}, NodeFree: Host{MilliCPU: 6000, MemBytes: 64 << 30}, Known: true}
+	if got, want := sc.ScoreHost(s, req(gpuRes, 500), h), -1.5; math.Abs(got-want) > 1e-9 {
+		t.Errorf("GPU pod exhausting CPU: gain %v, want %v (1.5 GPUs stranded)", got, want)
+	}
+}
+
+func TestTieBreakPrefersBusierNode(t *testing.T) {
+	sc := Scorer{Strategy: FragmentationAware, TieBreak: 1e-3}
+	busy, idle := shareNode(t, 4, topology.PolicyPacked), shareNode(t, 4, topology.PolicyPacked)
+	occupy(t, busy, gpuRes, map[int]int{0: 1000})
+	r := req(gpuRes, 1000)
+	if b, i := sc.Score(busy, r), sc.Score(idle, r); b <= i {
+		t.Errorf("whole GPU: busy node %v, idle node %v; the tie should go to the busy node", b, i)
+	}
+}
+
+func TestMixLearnerBucketsHost(t *testing.T) {
+	l := NewMixLearner(100, 8)
+	l.ObserveHost(req(gpuRes, 1), Host{MilliCPU: 3100, MemBytes: 5 << 29})
+	l.ObserveHost(req(gpuRes, 1), Host{MilliCPU: 3400, MemBytes: 3 << 30})
+	m := l.Snapshot(0)
+	if len(m.Classes) != 1 {
+		t.Fatalf("classes %+v, want one (same buckets)", m.Classes)
+	}
+	if h := m.Classes[0].Host; h.MilliCPU != 3500 || h.MemBytes != 3<<30 {
+		t.Errorf("class host %+v, want the top of the buckets (3500m, 3Gi)", h)
+	}
+}
+
+func compileTS(t *testing.T) *State {
+	t.Helper()
+	// The same node without one-GPU-per-request.
+	clone := *shareNode(t, 2, topology.PolicyPacked).node
+	clone.oneGPU = false
+	return NewState(&clone)
+}
