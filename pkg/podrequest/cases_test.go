@@ -150,18 +150,18 @@ var parseCases = []parseCase{
 	},
 	{
 		name:    "absurdly large",
-		pod:     mkPod(nil, both("main", res{gpu: "1025"})),
-		wantErr: []string{`container "main": nvidia.com/gpu: 1025 is more than 1024 devices per container`},
+		pod:     mkPod(nil, both("main", res{gpu: "65537"})),
+		wantErr: []string{`container "main": nvidia.com/gpu: 65537 is more than 65536 devices per container`},
 	},
 	{
 		name:    "astronomically large",
 		pod:     mkPod(nil, both("main", res{shared: "1e30"})),
-		wantErr: []string{`container "main": nvidia.com/gpu.shared: 1e30 is more than 1024`},
+		wantErr: []string{`container "main": nvidia.com/gpu.shared: 1e30 is more than 65536`},
 	},
 	{
 		name: "largest allowed",
-		pod:  mkPod(nil, both("main", res{gpu: "1024"})),
-		want: []ResourceCount{rc(gpu, 1024)},
+		pod:  mkPod(nil, both("main", res{gpu: "65536"})),
+		want: []ResourceCount{rc(gpu, 65536)},
 	},
 	{
 		name: "unknown MIG profile",

@@ -22,8 +22,9 @@ type Options struct {
 const gpuSharedPrefix = topology.ResourceGPU + "."
 
 // maxPerContainer bounds one container's request for one resource. No node
-// has that many devices of one kind, so a larger number is a typo.
-const maxPerContainer = 1024
+// has that many devices of one kind (time-slicing replicas included: 8 GPUs
+// of 8 192 replicas), so a larger number is a typo.
+const maxPerContainer = 65536
 
 // IsGPUResource reports whether name is a GPU resource gpuslice schedules:
 // nvidia.com/gpu, any nvidia.com/gpu.<suffix> (e.g. nvidia.com/gpu.shared),
