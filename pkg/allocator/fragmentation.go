@@ -56,8 +56,8 @@ func (s *State) freeOf(ri int32, deltas []delta) int32 {
 // stranded is the free capacity (free, in GPU-equivalents) that class c
 // cannot use, with deltas taken from the free counts.
 func (s *State) stranded(deltas []delta, free float64, c *MixClass, h HostFit) float64 {
-	if !h.hosts(c) {
-		return free
+	if h.Known {
+		return s.strandedSlots(deltas, free, c, h)
 	}
 	n := s.node
 	usable := 0.0
@@ -74,4 +74,28 @@ func (s *State) stranded(deltas []delta, free float64, c *MixClass, h HostFit) f
 		usable += float64(f) * n.resources[ri].weight
 	}
 	return free - usable
+}
+
+// strandedSlots is stranded when the node's CPU and memory are known: the
+// node can host k more pods of class c, k the least of the free devices of
+// each resource divided by the class's count and of what its free CPU and
+// memory allow; the class uses k times its request, the rest is stranded
+// (see strandedSlotsOneGPU).
+func (s *State) strandedSlots(deltas []delta, free float64, c *MixClass, h HostFit) float64 {
+	n := s.node
+	k := h.hostSlots(c)
+	perPod := 0.0
+	for i := range c.Resources {
+		rc := &c.Resources[i]
+		ri, ok := n.resIndex[rc.Name]
+		if !ok || rc.Count <= 0 {
+			return free
+		}
+		k = min(k, int64(s.freeOf(ri, deltas))/int64(rc.Count))
+		perPod += float64(rc.Count) * n.resources[ri].weight
+	}
+	if k == 0 {
+		return free
+	}
+	return max(free-float64(k)*perPod, 0)
 }

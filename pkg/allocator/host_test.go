@@ -9,7 +9,8 @@ import (
 )
 
 // A pod that takes the CPU a GPU class needs strands the node's free GPUs
-// for that class; with CPU to spare it strands nothing.
+// for that class; with CPU to spare it strands nothing. The class asks for
+// half a GPU and 4 CPUs; the node has 2 GPUs free.
 func TestFragmentationCountsHostResources(t *testing.T) {
 	mix := &Mix{Classes: []MixClass{{Resources: req(gpuRes, 500).Effective, Host: Host{MilliCPU: 4000, MemBytes: 8 << 30}, Weight: 1}}}
 	sc := Scorer{Strategy: FragmentationAware, Mix: mix}
@@ -20,9 +21,13 @@ func TestFragmentationCountsHostResources(t *testing.T) {
 		freeCPU int64
 		want    float64
 	}{
-		{"one-GPU mode, CPU runs out", shareNode(t, 2, topology.PolicyPacked), 6000, -2},
+		// 6 CPUs host one more pod of the class (1.5 GPUs stranded); after
+		// the CPU-only pod none (all 2 stranded).
+		{"one-GPU mode, CPU runs out", shareNode(t, 2, topology.PolicyPacked), 6000, -0.5},
 		{"one-GPU mode, CPU to spare", shareNode(t, 2, topology.PolicyPacked), 20000, 0},
-		{"replica mode, CPU runs out", compileTS(t), 6000, -2},
+		{"replica mode, CPU runs out", compileTS(t), 6000, -0.5},
+		// 10 CPUs host two (1 stranded), then one (1.5 stranded).
+		{"one-GPU mode, CPU for two", shareNode(t, 2, topology.PolicyPacked), 10000, -0.5},
 	} {
 		h := HostFit{Pod: Host{MilliCPU: 4000, MemBytes: 1 << 30}, NodeFree: Host{MilliCPU: tc.freeCPU, MemBytes: 64 << 30}, Known: true}
 		if got := sc.ScoreHost(tc.s, cpuOnly, h); math.Abs(got-tc.want) > 1e-9 {
@@ -33,11 +38,17 @@ func TestFragmentationCountsHostResources(t *testing.T) {
 			t.Errorf("%s: gain without host %v, want 0", tc.name, got)
 		}
 	}
-	// A GPU pod on a node whose CPU it exhausts strands the rest of the GPUs.
+	// 8 CPUs host two pods of the class (1 GPU stranded). A GPU pod of the
+	// class takes one of the two slots: still 1 stranded, gain 0. A pod
+	// with the same share but 6 CPUs leaves no slot: 1.5 stranded.
 	s := shareNode(t, 2, topology.PolicyPacked)
-	h := HostFit{Pod: Host{MilliCPU: 4000}, NodeFree: Host{MilliCPU: 6000, MemBytes: 64 << 30}, Known: true}
-	if got, want := sc.ScoreHost(s, req(gpuRes, 500), h), -1.5; math.Abs(got-want) > 1e-9 {
-		t.Errorf("GPU pod exhausting CPU: gain %v, want %v (1.5 GPUs stranded)", got, want)
+	h := HostFit{Pod: Host{MilliCPU: 4000}, NodeFree: Host{MilliCPU: 8000, MemBytes: 64 << 30}, Known: true}
+	if got, want := sc.ScoreHost(s, req(gpuRes, 500), h), 0.0; math.Abs(got-want) > 1e-9 {
+		t.Errorf("GPU pod of the class: gain %v, want %v", got, want)
+	}
+	h.Pod.MilliCPU = 6000
+	if got, want := sc.ScoreHost(s, req(gpuRes, 500), h), -0.5; math.Abs(got-want) > 1e-9 {
+		t.Errorf("GPU pod taking the CPU of two: gain %v, want %v", got, want)
 	}
 }
 

@@ -225,8 +225,8 @@ func (s *State) freeWeight(deltas []unitDelta) float64 {
 }
 
 func (s *State) strandedOneGPU(deltas []unitDelta, free float64, c *MixClass, h HostFit) float64 {
-	if !h.hosts(c) {
-		return free
+	if h.Known {
+		return s.strandedSlotsOneGPU(deltas, free, c, h)
 	}
 	n := s.node
 	usable := 0.0
@@ -281,4 +281,53 @@ func (s *State) gpuFillOneGPU(r *resource, count int) float64 {
 	}
 	u := &s.node.units[r.units[j]]
 	return s.gpuUsed[u.gpu] / s.node.gpus[u.gpu].capacity
+}
+
+// strandedSlotsOneGPU is the stranded capacity when the node's CPU and
+// memory are known: the node can host k more pods of class c, k the least
+// of how many fit on its GPUs (slots of the class's share on each GPU, or
+// sets of whole unused GPUs) and in its free CPU and memory; the class can
+// use k times its GPU request and the rest of the free capacity is
+// stranded. Unlike FGD's one-pod test, this sees a node whose CPU serves
+// two more pods while six GPUs are free.
+func (s *State) strandedSlotsOneGPU(deltas []unitDelta, free float64, c *MixClass, h HostFit) float64 {
+	n := s.node
+	k := h.hostSlots(c)
+	if k == 0 {
+		return free
+	}
+	perPod := 0.0
+	for i := range c.Resources {
+		rc := &c.Resources[i]
+		ri, ok := n.resIndex[rc.Name]
+		if !ok {
+			return free
+		}
+		r := &n.resources[ri]
+		per := n.perUnit(r)
+		need := int32(rc.Count)
+		slots := int64(0)
+		if need > per {
+			if need%per != 0 {
+				return free
+			}
+			whole := int64(0)
+			for _, ui := range r.units {
+				if n.units[ui].healthy && s.unitFree(ui, deltas) == per {
+					whole++
+				}
+			}
+			slots = whole / int64(need/per)
+		} else {
+			for _, ui := range r.units {
+				slots += int64(s.unitFree(ui, deltas) / need)
+			}
+		}
+		k = min(k, slots)
+		if k == 0 {
+			return free
+		}
+		perPod += float64(need) * r.weight
+	}
+	return max(free-float64(k)*perPod, 0)
 }

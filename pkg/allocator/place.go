@@ -24,6 +24,12 @@ func (p *Placement) Devices() []ResourceDevices {
 	if p == nil {
 		return nil
 	}
+	if len(p.Containers) == 1 {
+		// One container lists each device once already.
+		out := make([]ResourceDevices, len(p.Containers[0].Devices))
+		copy(out, p.Containers[0].Devices)
+		return out
+	}
 	var out []ResourceDevices
 	seen := map[string]bool{}
 	idx := map[string]int{}

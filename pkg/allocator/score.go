@@ -57,10 +57,23 @@ func (h HostFit) after() HostFit {
 	return h
 }
 
-// hosts reports whether class c's CPU and memory fit in what h leaves.
-func (h HostFit) hosts(c *MixClass) bool {
-	return !h.Known || (c.Host.MilliCPU <= h.NodeFree.MilliCPU && c.Host.MemBytes <= h.NodeFree.MemBytes)
+// hostSlots is how many pods of class c fit in the CPU and memory h leaves
+// (a large number when h is unknown or c asks for neither).
+func (h HostFit) hostSlots(c *MixClass) int64 {
+	const unbounded = 1 << 40
+	if !h.Known {
+		return unbounded
+	}
+	k := int64(unbounded)
+	if c.Host.MilliCPU > 0 {
+		k = min(k, max(h.NodeFree.MilliCPU, 0)/c.Host.MilliCPU)
+	}
+	if c.Host.MemBytes > 0 {
+		k = min(k, max(h.NodeFree.MemBytes, 0)/c.Host.MemBytes)
+	}
+	return k
 }
+
 
 // Validate checks the scorer's settings.
 func (sc *Scorer) Validate() error {
