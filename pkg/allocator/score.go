@@ -74,7 +74,6 @@ func (h HostFit) hostSlots(c *MixClass) int64 {
 	return k
 }
 
-
 // Validate checks the scorer's settings.
 func (sc *Scorer) Validate() error {
 	switch sc.Strategy {
