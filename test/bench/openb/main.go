@@ -1,0 +1,327 @@
+package openb
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
+
+	"github.com/gpuslice/gpuslice/pkg/apis/config"
+	"github.com/gpuslice/gpuslice/test/bench/sim"
+)
+
+// Main is `gpuslice-bench openb`.
+func Main(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("openb", flag.ContinueOnError)
+	nodesPath := fs.String("nodes", "../shared/data/openb/csv/openb_node_list_gpu_node.csv", "node list CSV (sn,cpu_milli,memory_mib,gpu,model)")
+	podsPath := fs.String("pods", "../shared/data/openb/csv/openb_pod_list_default.csv", "pod list CSV (name,cpu_milli,memory_mib,num_gpu,gpu_milli[,gpu_spec,...]); any variant of the trace")
+	seeds := fs.String("seeds", "42-51", "seeds: ranges and lists, e.g. 42-51 or 42,45")
+	policies := fs.String("policies", "all", "comma-separated policies, or all: "+strings.Join(policyNames(), ", "))
+	asJSON := fs.Bool("json", false, "print one JSON object per point (policy, seed, arrived_pct, unallocated_gpu_pct, ...)")
+	plotPath := fs.String("plot", "", "draw unallocated GPU % against arrived workload (median over seeds) per policy to this PNG")
+	tune := fs.Float64("tune", 1.3, "inflate the workload to this multiple of the cluster's GPU capacity")
+	step := fs.Float64("step", 1, "report a point every this many percent of GPU capacity arrived")
+	schedCfg := fs.String("scheduler-config", "manifests/scheduler/config.yaml", "gpuslice's scheduler ConfigMap (profiles gpuslice-binpack, gpuslice-spread)")
+	percent := fs.Int("percentage-of-nodes-to-score", -1, "override percentageOfNodesToScore of the framework policies (-1: as configured; kube-scheduler's adaptive default when unset)")
+	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "replays run at once")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	seedList, err := parseSeeds(*seeds)
+	if err != nil {
+		return err
+	}
+	nodes, err := ReadNodes(*nodesPath)
+	if err != nil {
+		return err
+	}
+	pods, err := ReadPods(*podsPath)
+	if err != nil {
+		return err
+	}
+	factories, err := selectPolicies(*policies, *schedCfg, *percent)
+	if err != nil {
+		return err
+	}
+	if *parallel < 1 {
+		return fmt.Errorf("--parallel must be at least 1")
+	}
+	fmt.Fprintf(stdout, "# openb: %d nodes (%d GPUs), %d pods from %s; seeds %s; tune %.2f; policies %s; GOMAXPROCS %d\n",
+		len(nodes), gpuCount(nodes), len(pods), *podsPath, *seeds, *tune, strings.Join(names(factories), ","), runtime.GOMAXPROCS(0))
+
+	runs, err := replayAll(ctx, factories, seedList, ReplayOptions{Nodes: nodes, Pods: pods, Tune: *tune, Step: *step}, *parallel)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, r := range runs {
+			for _, p := range r.Points {
+				if err := enc.Encode(p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if *plotPath != "" {
+		if err := writePlot(*plotPath, runs, *podsPath); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "# plot written to %s\n", *plotPath)
+	}
+	return writeSummary(stdout, factories, runs)
+}
+
+// replayAll runs every (policy, seed) replay, parallel replays at a time,
+// and returns the runs ordered by policy (as given) and seed.
+func replayAll(ctx context.Context, factories []Factory, seeds []int64, base ReplayOptions, parallel int) ([]*Run, error) {
+	type job struct {
+		f    Factory
+		seed int64
+		pos  int
+	}
+	var jobs []job
+	for _, f := range factories {
+		for _, s := range seeds {
+			jobs = append(jobs, job{f: f, seed: s, pos: len(jobs)})
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runs := make([]*Run, len(jobs))
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var firstErr error
+	for w := 0; w < parallel; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				o := base
+				o.Seed = j.seed
+				r, err := Replay(ctx, j.f, o)
+				if err != nil {
+					once.Do(func() { firstErr = err; cancel() })
+					continue
+				}
+				runs[j.pos] = r
+			}
+		}()
+	}
+	for _, j := range jobs {
+		select {
+		case ch <- j:
+		case <-ctx.Done():
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return runs, nil
+}
+
+// policyNames lists every policy in report order.
+func policyNames() []string {
+	out := []string{"gpuslice-binpack", "gpuslice-fragmentation-aware", "gpuslice-spread"}
+	for _, f := range Baselines() {
+		out = append(out, f.Name)
+	}
+	return append(out, "kube-LeastAllocated", "kube-MostAllocated")
+}
+
+// selectPolicies builds the factories asked for. gpuslice's policies are
+// the shipped profiles (fragmentation-aware is gpuslice-binpack with that
+// scoring strategy); the kube-scheduler ones are the stock profile with
+// NodeResourcesFit's LeastAllocated (the default) or MostAllocated.
+func selectPolicies(list, schedCfg string, percent int) ([]Factory, error) {
+	all := map[string]func() (Factory, error){}
+	for _, f := range Baselines() {
+		all[f.Name] = func() (Factory, error) { return f, nil }
+	}
+	shipped := func(name, profile, strategy string) func() (Factory, error) {
+		return func() (Factory, error) {
+			cfg, err := sim.LoadConfigMapFile(schedCfg)
+			if err != nil {
+				return Factory{}, err
+			}
+			prof, err := sim.Profile(cfg, profile)
+			if err != nil {
+				return Factory{}, err
+			}
+			if strategy != "" {
+				if err := setStrategy(prof, strategy); err != nil {
+					return Factory{}, err
+				}
+			}
+			return FrameworkFactory(name, withPercent(prof, percent)), nil
+		}
+	}
+	stock := func(name, fitArgs string) func() (Factory, error) {
+		return func() (Factory, error) {
+			cfg, err := sim.StockConfig(fitArgs)
+			if err != nil {
+				return Factory{}, err
+			}
+			prof, err := sim.Profile(cfg, "default-scheduler")
+			if err != nil {
+				return Factory{}, err
+			}
+			return FrameworkFactory(name, withPercent(prof, percent)), nil
+		}
+	}
+	all["gpuslice-binpack"] = shipped("gpuslice-binpack", "gpuslice-binpack", "")
+	all["gpuslice-fragmentation-aware"] = shipped("gpuslice-fragmentation-aware", "gpuslice-binpack", "fragmentation-aware")
+	all["gpuslice-spread"] = shipped("gpuslice-spread", "gpuslice-spread", "")
+	all["kube-LeastAllocated"] = stock("kube-LeastAllocated", "")
+	all["kube-MostAllocated"] = stock("kube-MostAllocated", MostAllocatedArgs)
+
+	want := policyNames()
+	if list != "all" {
+		want = nil
+		for _, p := range strings.Split(list, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				want = append(want, p)
+			}
+		}
+	}
+	var out []Factory
+	for _, name := range want {
+		mk, ok := all[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown policy %q (known: %s)", name, strings.Join(policyNames(), ", "))
+		}
+		f, err := mk()
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: %w", name, err)
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no policy selected")
+	}
+	return out, nil
+}
+
+// MostAllocatedArgs is NodeResourcesFit's MostAllocated with the GPU
+// resource weighed like CPU and memory (kube-scheduler's documented way to
+// bin-pack extended resources).
+const MostAllocatedArgs = `      scoringStrategy:
+        type: MostAllocated
+        resources:
+        - name: cpu
+          weight: 1
+        - name: memory
+          weight: 1
+        - name: nvidia.com/gpu
+          weight: 1
+`
+
+func setStrategy(prof *schedconfig.KubeSchedulerProfile, strategy string) error {
+	for i := range prof.PluginConfig {
+		pc := &prof.PluginConfig[i]
+		if pc.Name != "GPUSlice" {
+			continue
+		}
+		args, ok := pc.Args.(*config.GPUSliceArgs)
+		if !ok {
+			return fmt.Errorf("GPUSlice args are %T", pc.Args)
+		}
+		args = args.DeepCopy()
+		args.ScoringStrategy.Type = strategy
+		pc.Args = args
+		return nil
+	}
+	return fmt.Errorf("profile %s has no GPUSlice args", prof.SchedulerName)
+}
+
+func withPercent(prof *schedconfig.KubeSchedulerProfile, percent int) *schedconfig.KubeSchedulerProfile {
+	if percent >= 0 {
+		p := int32(percent)
+		prof.PercentageOfNodesToScore = &p
+	}
+	return prof
+}
+
+func parseSeeds(s string) ([]int64, error) {
+	var out []int64
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.ParseInt(lo, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("--seeds: bad seed %q", part)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseInt(hi, 10, 64); err != nil || b < a {
+				return nil, fmt.Errorf("--seeds: bad range %q", part)
+			}
+		}
+		for x := a; x <= b; x++ {
+			out = append(out, x)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--seeds: none given")
+	}
+	return out, nil
+}
+
+func names(fs []Factory) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.Name
+	}
+	return out
+}
+
+func gpuCount(nodes []Node) int {
+	n := 0
+	for _, x := range nodes {
+		n += x.GPUs
+	}
+	return n
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func seconds(d time.Duration) float64 { return d.Seconds() }
