@@ -26,9 +26,9 @@ package openb
 // int64(100 × sigmoid((F_before − F_after)/1000)): the smaller the
 // fragmentation increase, the higher. The paper chooses the node of least
 // increase; the simulator's integer score makes nodes whose increases fall
-// in the same 1/100 sigmoid step tie, and kube-scheduler then draws among
-// them uniformly. That is what is done here (the simulator is followed
-// where it differs from the paper).
+// in the same 1/100 sigmoid step tie, and the first of them in node order
+// is taken (see hostPicker: that is what reproduces the published figures;
+// the simulator is followed where it differs from the paper).
 //
 // The placement on a node (F_after): a sharing pod is tried on every GPU
 // that holds it; the node's score is the best GPU's, and that GPU (the
@@ -477,7 +477,7 @@ func (f *fgdPolicy) Schedule(ctx context.Context, c *Cluster, p *Pod) (int, []in
 			key.row, key.ngpu, key.cpu = fc.row, int32(len(n.GPULeft)), n.CPULeft
 			copy(key.gpus[:], n.GPULeft)
 			if v, ok := f.memo[key]; ok {
-				if h.offer(f.rng, i, v.score) {
+				if h.offer(i, v.score) {
 					gpu = v.gpu
 				}
 				continue
@@ -495,7 +495,7 @@ func (f *fgdPolicy) Schedule(ctx context.Context, c *Cluster, p *Pod) (int, []in
 		if memo {
 			f.memo[key] = v
 		}
-		if h.offer(f.rng, i, v.score) {
+		if h.offer(i, v.score) {
 			gpu = v.gpu
 		}
 	}
