@@ -82,3 +82,19 @@ func compileTS(t *testing.T) *State {
 	clone.oneGPU = false
 	return NewState(&clone)
 }
+
+func TestMixLearnerObserveOnce(t *testing.T) {
+	l := NewMixLearner(1000, 8)
+	for i := 0; i < 5; i++ {
+		l.ObserveOnce("retried", req(gpuRes, 1), Host{})
+	}
+	l.ObserveOnce("other", req(gpuRes, 2), Host{})
+	m := l.Snapshot(0)
+	if len(m.Classes) != 2 || math.Abs(m.Classes[0].Weight-m.Classes[1].Weight) > 0.01 {
+		t.Fatalf("a pod retried five times counted more than once: %+v", m.Classes)
+	}
+	l.ObserveOnce("cpu-only", &podrequest.Request{}, Host{MilliCPU: 1000})
+	if got := len(l.Snapshot(0).Classes); got != 2 {
+		t.Errorf("CPU-only pod joined the mix: %d classes", got)
+	}
+}

@@ -53,6 +53,40 @@ type MixLearner struct {
 	scale      float64
 	maxClasses int
 	classes    map[string]*learnedClass
+	// seen remembers the last pods observed by ObserveOnce (a ring of keys
+	// and a set), so that a pod retried by the scheduler counts once.
+	seen     map[string]struct{}
+	seenRing []string
+	seenNext int
+}
+
+// seenCapacity bounds the pods ObserveOnce remembers.
+const seenCapacity = 1 << 16
+
+// ObserveOnce records a pod's request the first time it is seen: demand
+// counts whether or not the pod finds a node, so pods that do not fit (the
+// shapes a fragmented cluster fails) stay in the mix.
+func (l *MixLearner) ObserveOnce(podKey string, req *podrequest.Request, host Host) {
+	if req.Empty() {
+		return
+	}
+	l.mu.Lock()
+	if l.seen == nil {
+		l.seen = map[string]struct{}{}
+		l.seenRing = make([]string, seenCapacity)
+	}
+	if _, dup := l.seen[podKey]; dup {
+		l.mu.Unlock()
+		return
+	}
+	if old := l.seenRing[l.seenNext]; old != "" {
+		delete(l.seen, old)
+	}
+	l.seenRing[l.seenNext] = podKey
+	l.seenNext = (l.seenNext + 1) % len(l.seenRing)
+	l.seen[podKey] = struct{}{}
+	l.mu.Unlock()
+	l.ObserveHost(req, host)
 }
 
 type learnedClass struct {
