@@ -6,7 +6,6 @@ import (
 
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 
-	"github.com/gpuslice/gpuslice/pkg/apis/config"
 	"github.com/gpuslice/gpuslice/test/bench/sim"
 )
 
@@ -36,8 +35,9 @@ type Policy struct {
 //
 //   - gpuslice-binpack: the shipped profile of schedulerConfig (GPUSlice
 //     binpack, NodeResourcesFit MostAllocated on cpu and memory);
-//   - gpuslice-fragmentation-aware: the same profile with GPUSlice's
-//     scoringStrategy.type fragmentation-aware;
+//   - gpuslice-fragmentation-aware: the shipped profile of that name
+//     (GPUSlice fragmentation-aware with weight 5, NodeResourcesFit
+//     MostAllocated on cpu and memory);
 //   - kube-default: kube-scheduler's default profile (NodeResourcesFit
 //     LeastAllocated on cpu and memory, weight 1 each);
 //   - kube-MostAllocated: the default profile with NodeResourcesFit
@@ -66,14 +66,9 @@ func newPolicy(name, schedulerConfig string, migResources []string) (Policy, err
 		if err != nil {
 			return Policy{}, err
 		}
-		prof, err := sim.Profile(cfg, "gpuslice-binpack")
+		prof, err := sim.Profile(cfg, name)
 		if err != nil {
 			return Policy{}, err
-		}
-		if name == PolicyFragmentation {
-			if err := setStrategy(prof, "fragmentation-aware"); err != nil {
-				return Policy{}, err
-			}
 		}
 		return Policy{Name: name, Profile: prof, GPUSlice: true}, nil
 	case PolicyKubeDefault, PolicyKubeMost:
@@ -104,24 +99,4 @@ func MostAllocatedArgs(resources []string) string {
 		fmt.Fprintf(&b, "        - name: %s\n          weight: 1\n", r)
 	}
 	return b.String()
-}
-
-// setStrategy sets GPUSlice's scoringStrategy.type in a profile (a copy of
-// the args; the profile's plugin config entry is replaced).
-func setStrategy(prof *schedconfig.KubeSchedulerProfile, strategy string) error {
-	for i := range prof.PluginConfig {
-		pc := &prof.PluginConfig[i]
-		if pc.Name != "GPUSlice" {
-			continue
-		}
-		args, ok := pc.Args.(*config.GPUSliceArgs)
-		if !ok {
-			return fmt.Errorf("GPUSlice args are %T", pc.Args)
-		}
-		args = args.DeepCopy()
-		args.ScoringStrategy.Type = strategy
-		pc.Args = args
-		return nil
-	}
-	return fmt.Errorf("profile %s has no GPUSlice args", prof.SchedulerName)
 }

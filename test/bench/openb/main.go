@@ -17,7 +17,6 @@ import (
 
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 
-	"github.com/gpuslice/gpuslice/pkg/apis/config"
 	"github.com/gpuslice/gpuslice/test/bench/sim"
 )
 
@@ -32,7 +31,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	plotPath := fs.String("plot", "", "draw unallocated GPU % against arrived workload (median over seeds) per policy to this PNG")
 	tune := fs.Float64("tune", 1.3, "inflate the workload to this multiple of the cluster's GPU capacity")
 	step := fs.Float64("step", 1, "report a point every this many percent of GPU capacity arrived")
-	schedCfg := fs.String("scheduler-config", "manifests/scheduler/config.yaml", "gpuslice's scheduler ConfigMap (profiles gpuslice-binpack, gpuslice-spread)")
+	schedCfg := fs.String("scheduler-config", "manifests/scheduler/config.yaml", "gpuslice's scheduler ConfigMap (profiles gpuslice-binpack, gpuslice-fragmentation-aware, gpuslice-spread)")
 	percent := fs.Int("percentage-of-nodes-to-score", -1, "override percentageOfNodesToScore of the framework policies (-1: as configured; kube-scheduler's adaptive default when unset)")
 	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "replays run at once")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
@@ -159,15 +158,14 @@ func policyNames() []string {
 }
 
 // selectPolicies builds the factories asked for. gpuslice's policies are
-// the shipped profiles (fragmentation-aware is gpuslice-binpack with that
-// scoring strategy); the kube-scheduler ones are the stock profile with
+// the shipped profiles; the kube-scheduler ones are the stock profile with
 // NodeResourcesFit's LeastAllocated (the default) or MostAllocated.
 func selectPolicies(list, schedCfg string, percent int) ([]Factory, error) {
 	all := map[string]func() (Factory, error){}
 	for _, f := range Baselines() {
 		all[f.Name] = func() (Factory, error) { return f, nil }
 	}
-	shipped := func(name, profile, strategy string) func() (Factory, error) {
+	shipped := func(name, profile string) func() (Factory, error) {
 		return func() (Factory, error) {
 			cfg, err := sim.LoadConfigMapFile(schedCfg)
 			if err != nil {
@@ -176,11 +174,6 @@ func selectPolicies(list, schedCfg string, percent int) ([]Factory, error) {
 			prof, err := sim.Profile(cfg, profile)
 			if err != nil {
 				return Factory{}, err
-			}
-			if strategy != "" {
-				if err := setStrategy(prof, strategy); err != nil {
-					return Factory{}, err
-				}
 			}
 			return FrameworkFactory(name, withPercent(prof, percent)), nil
 		}
@@ -198,9 +191,9 @@ func selectPolicies(list, schedCfg string, percent int) ([]Factory, error) {
 			return FrameworkFactory(name, withPercent(prof, percent)), nil
 		}
 	}
-	all["gpuslice-binpack"] = shipped("gpuslice-binpack", "gpuslice-binpack", "")
-	all["gpuslice-fragmentation-aware"] = shipped("gpuslice-fragmentation-aware", "gpuslice-binpack", "fragmentation-aware")
-	all["gpuslice-spread"] = shipped("gpuslice-spread", "gpuslice-spread", "")
+	all["gpuslice-binpack"] = shipped("gpuslice-binpack", "gpuslice-binpack")
+	all["gpuslice-fragmentation-aware"] = shipped("gpuslice-fragmentation-aware", "gpuslice-fragmentation-aware")
+	all["gpuslice-spread"] = shipped("gpuslice-spread", "gpuslice-spread")
 	all["kube-LeastAllocated"] = stock("kube-LeastAllocated", "")
 	all["kube-MostAllocated"] = stock("kube-MostAllocated", MostAllocatedArgs)
 
@@ -244,24 +237,6 @@ const MostAllocatedArgs = `      scoringStrategy:
         - name: nvidia.com/gpu
           weight: 1
 `
-
-func setStrategy(prof *schedconfig.KubeSchedulerProfile, strategy string) error {
-	for i := range prof.PluginConfig {
-		pc := &prof.PluginConfig[i]
-		if pc.Name != "GPUSlice" {
-			continue
-		}
-		args, ok := pc.Args.(*config.GPUSliceArgs)
-		if !ok {
-			return fmt.Errorf("GPUSlice args are %T", pc.Args)
-		}
-		args = args.DeepCopy()
-		args.ScoringStrategy.Type = strategy
-		pc.Args = args
-		return nil
-	}
-	return fmt.Errorf("profile %s has no GPUSlice args", prof.SchedulerName)
-}
 
 func withPercent(prof *schedconfig.KubeSchedulerProfile, percent int) *schedconfig.KubeSchedulerProfile {
 	if percent >= 0 {
