@@ -25,17 +25,26 @@ func (s *State) fragmentationGain(req *podrequest.Request, mix *Mix, h HostFit) 
 		freeAfter += float64(s.freeOf(int32(ri), deltas)) * w
 	}
 	ha := h.after()
+	return mixGain(mix, req, h.Pod,
+		func(c *MixClass) float64 { return s.stranded(nil, freeBefore, c, h) },
+		func(c *MixClass) float64 { return s.stranded(deltas, freeAfter, c, ha) })
+}
+
+// mixGain is the weighted sum over the mix's classes of before(c) -
+// after(c), the stranded capacity without and with the placement; with no
+// mix, the pod's own request stands for it.
+func mixGain(mix *Mix, req *podrequest.Request, pod Host, before, after func(*MixClass) float64) float64 {
 	if mix == nil || len(mix.Classes) == 0 {
-		self := MixClass{Resources: req.Effective, Host: h.Pod, Weight: 1}
-		return s.stranded(nil, freeBefore, &self, h) - s.stranded(deltas, freeAfter, &self, ha)
+		self := MixClass{Resources: req.Effective, Host: pod, Weight: 1}
+		return before(&self) - after(&self)
 	}
-	before, after := 0.0, 0.0
+	b, a := 0.0, 0.0
 	for i := range mix.Classes {
 		c := &mix.Classes[i]
-		before += c.Weight * s.stranded(nil, freeBefore, c, h)
-		after += c.Weight * s.stranded(deltas, freeAfter, c, ha)
+		b += c.Weight * before(c)
+		a += c.Weight * after(c)
 	}
-	return before - after
+	return b - a
 }
 
 type delta struct {

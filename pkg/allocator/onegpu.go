@@ -203,17 +203,9 @@ func (s *State) fragmentationGainOneGPU(req *podrequest.Request, mix *Mix, h Hos
 	}
 	freeBefore, freeAfter := s.freeWeight(nil), s.freeWeight(deltas)
 	ha := h.after()
-	if mix == nil || len(mix.Classes) == 0 {
-		self := MixClass{Resources: req.Effective, Host: h.Pod, Weight: 1}
-		return s.strandedOneGPU(nil, freeBefore, &self, h) - s.strandedOneGPU(deltas, freeAfter, &self, ha)
-	}
-	before, after := 0.0, 0.0
-	for i := range mix.Classes {
-		c := &mix.Classes[i]
-		before += c.Weight * s.strandedOneGPU(nil, freeBefore, c, h)
-		after += c.Weight * s.strandedOneGPU(deltas, freeAfter, c, ha)
-	}
-	return before - after
+	return mixGain(mix, req, h.Pod,
+		func(c *MixClass) float64 { return s.strandedOneGPU(nil, freeBefore, c, h) },
+		func(c *MixClass) float64 { return s.strandedOneGPU(deltas, freeAfter, c, ha) })
 }
 
 func (s *State) freeWeight(deltas []unitDelta) float64 {
