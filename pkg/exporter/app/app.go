@@ -20,19 +20,14 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 
-	"github.com/gpuslice/gpuslice/pkg/exporter"
+	"github.com/gpuslice/gpuslice/pkg/exporter/agent"
 	"github.com/gpuslice/gpuslice/pkg/exporter/dpconfig"
+	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet"
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml"
-	"github.com/gpuslice/gpuslice/pkg/exporter/podresources"
-	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
@@ -230,11 +225,10 @@ func Run(ctx context.Context, f *Flags) error {
 	if err != nil {
 		return err
 	}
-	kube, err := newKubeClient(cfg)
-	if err != nil {
-		return err
-	}
-	gpuClient, err := versioned.NewForConfig(cfg)
+	// REST clients of the three API groups the agent calls, not client-go's
+	// clientsets: those register every API group's types, which would make
+	// up most of the binary and so of the exporter's resident memory.
+	clients, err := agent.NewClients(cfg)
 	if err != nil {
 		return err
 	}
@@ -247,18 +241,18 @@ func Run(ctx context.Context, f *Flags) error {
 	config := func() (*dpconfig.Config, error) {
 		return dpconfig.Load(f.DevicePluginConfig, dpconfig.WithOverrides(overrides))
 	}
-	m := exporter.NewMetrics()
-	agent, err := exporter.New(exporter.Options{
+	m := agent.NewMetrics()
+	a, err := agent.New(agent.Options{
 		NodeName: f.NodeName, LeaseNamespace: f.LeaseNamespace,
 		HeartbeatInterval: f.HeartbeatInterval, Resync: f.Resync, PollInterval: f.PollInterval,
-	}, kube, gpuClient, gpus, allocs, config, m)
+	}, clients, gpus, allocs, config, m)
 	if err != nil {
 		return err
 	}
 	if f.MetricsBindAddress != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", m.Handler())
-		mux.HandleFunc("/healthz", agent.Healthz)
+		mux.HandleFunc("/healthz", a.Healthz)
 		ln, err := net.Listen("tcp", f.MetricsBindAddress)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
@@ -272,50 +266,7 @@ func Run(ctx context.Context, f *Flags) error {
 		}()
 		logger.Info("Serving metrics", "address", ln.Addr().String())
 	}
-	return agent.Run(ctx)
-}
-
-// kubeClient is the part of kubernetes.Interface that the exporter calls:
-// core/v1 (the pod and node informers) and coordination/v1 (its Lease).
-// Building only these two instead of the full Clientset keeps every other
-// API group's typed client out of the binary.
-type kubeClient struct {
-	kubernetes.Interface // nil: no other group is used
-	core                 corev1client.CoreV1Interface
-	coordination         coordinationv1client.CoordinationV1Interface
-}
-
-func (c *kubeClient) CoreV1() corev1client.CoreV1Interface { return c.core }
-func (c *kubeClient) CoordinationV1() coordinationv1client.CoordinationV1Interface {
-	return c.coordination
-}
-
-// newKubeClient configures the two clients as kubernetes.NewForConfig
-// would: default user agent, one HTTP client and one rate limiter shared.
-func newKubeClient(c *rest.Config) (kubernetes.Interface, error) {
-	cfg := *c
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	httpClient, err := rest.HTTPClientFor(&cfg)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.RateLimiter == nil && cfg.QPS > 0 {
-		if cfg.Burst <= 0 {
-			return nil, errors.New("burst is required to be greater than 0 when RateLimiter is not set and QPS is set to greater than 0")
-		}
-		cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)
-	}
-	core, err := corev1client.NewForConfigAndClient(&cfg, httpClient)
-	if err != nil {
-		return nil, err
-	}
-	coordination, err := coordinationv1client.NewForConfigAndClient(&cfg, httpClient)
-	if err != nil {
-		return nil, err
-	}
-	return &kubeClient{core: core, coordination: coordination}, nil
+	return a.Run(ctx)
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -337,7 +288,7 @@ func (b brokenNVML) WatchHealth(ctx context.Context, _ chan<- nvml.HealthEvent) 
 func (b brokenNVML) Close() error { return nil }
 
 type gpuReader interface {
-	exporter.GPUSource
+	agent.GPUSource
 	Close() error
 }
 
@@ -355,14 +306,14 @@ func openNVML(logger klog.Logger) gpuReader {
 type lazyPodResources struct {
 	socket string
 	mu     sync.Mutex
-	client *podresources.Client
+	client *kubelet.Client
 }
 
-func (l *lazyPodResources) List(ctx context.Context) ([]podresources.PodDevices, error) {
+func (l *lazyPodResources) List(ctx context.Context) ([]kubelet.PodDevices, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.client == nil {
-		c, err := podresources.Dial(ctx, l.socket)
+		c, err := kubelet.Dial(ctx, l.socket)
 		if err != nil {
 			return nil, err
 		}

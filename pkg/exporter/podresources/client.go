@@ -1,13 +1,14 @@
-// Package podresources is a client of the kubelet's PodResources API (v1),
-// the node-local gRPC service on a unix socket that reports which device IDs
-// the kubelet actually gave each container. The exporter reconciles it with
-// what the scheduler assumed.
+// Package podresources is the client of the kubelet's PodResources API (v1)
+// of package kubelet, with the devices as the scheduler's packages know
+// them (allocator.ResourceDevices): the types the simulated kubelets of the
+// tests report. The exporter's binary uses package kubelet directly, whose
+// types keep the allocator package, and with it k8s.io/api/core/v1, out of
+// it.
 //
-// The v1 API (k8s.io/kubelet/pkg/apis/podresources/v1 at v0.37.1) identifies
-// pods by namespace and name only: PodResources has no UID field. List
-// therefore leaves PodDevices.UID empty; the exporter maps namespace/name to
-// the UID through its pod informer (lister), and must treat a pod whose UID
-// changed under the same name as a different pod.
+// The v1 API identifies pods by namespace and name only: PodResources has no
+// UID field. List therefore leaves PodDevices.UID empty; the exporter maps
+// namespace/name to the UID through its pod informer, and must treat a pod
+// whose UID changed under the same name as a different pod.
 //
 // Only devices of GPU resources are kept: nvidia.com/gpu, nvidia.com/gpu.*
 // (nvidia.com/gpu.shared and other time-slicing renames under that prefix),
@@ -17,37 +18,21 @@ package podresources
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"io/fs"
-	"net"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
-	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
-
 	"github.com/gpuslice/gpuslice/pkg/allocator"
-	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet"
 )
 
 const (
 	// DefaultSocket is where the kubelet serves the PodResources API.
-	DefaultSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
+	DefaultSocket = kubelet.DefaultSocket
 	// DefaultMaxMessageSize bounds a response, as the kubelet's own client
 	// does (16 MiB).
-	DefaultMaxMessageSize = 16 << 20
+	DefaultMaxMessageSize = kubelet.DefaultMaxMessageSize
 	// DefaultCallTimeout bounds each call, and Dial's wait for the connection
 	// when its context has no earlier deadline.
-	DefaultCallTimeout = 10 * time.Second
+	DefaultCallTimeout = kubelet.DefaultCallTimeout
 )
 
 // PodDevices is the GPU devices one pod holds.
@@ -67,135 +52,48 @@ type ContainerDevices struct {
 }
 
 // Option configures a Client.
-type Option func(*options)
-
-type options struct {
-	callTimeout time.Duration
-	maxMsgSize  int
-	extra       map[string]bool
-}
+type Option = kubelet.Option
 
 // WithCallTimeout bounds each call (and Dial's connection wait). Zero or
 // negative means DefaultCallTimeout.
-func WithCallTimeout(d time.Duration) Option {
-	return func(o *options) {
-		if d > 0 {
-			o.callTimeout = d
-		}
-	}
-}
+func WithCallTimeout(d time.Duration) Option { return kubelet.WithCallTimeout(d) }
 
 // WithMaxMessageSize bounds the size of a response. Zero or negative means
 // DefaultMaxMessageSize.
-func WithMaxMessageSize(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.maxMsgSize = n
-		}
-	}
-}
+func WithMaxMessageSize(n int) Option { return kubelet.WithMaxMessageSize(n) }
 
 // WithExtraResources adds resource names, matched exactly, whose devices are
 // GPU devices too: e.g. a time-slicing rename outside nvidia.com/gpu.*.
-func WithExtraResources(names ...string) Option {
-	return func(o *options) {
-		for _, n := range names {
-			o.extra[n] = true
-		}
-	}
-}
+func WithExtraResources(names ...string) Option { return kubelet.WithExtraResources(names...) }
 
 // IsGPUResource reports whether a resource name is one of the NVIDIA device
 // plugin's GPU resources: nvidia.com/gpu, nvidia.com/gpu.<suffix> or
 // nvidia.com/mig-<profile>.
-func IsGPUResource(name string) bool {
-	if name == topology.ResourceGPU {
-		return true
-	}
-	if s, ok := strings.CutPrefix(name, topology.ResourceGPU+"."); ok && s != "" {
-		return true
-	}
-	_, ok := topology.ProfileFromResource(name)
-	return ok
-}
+func IsGPUResource(name string) bool { return kubelet.IsGPUResource(name) }
 
 // Client talks to the kubelet's PodResources API. It is safe for concurrent
-// use; the underlying connection reconnects by itself after a kubelet
-// restart.
+// use and reconnects by itself after a kubelet restart.
 type Client struct {
 	socket string
-	opts   options
-	conn   *grpc.ClientConn
-	api    podresourcesv1.PodResourcesListerClient
+	c      *kubelet.Client
 }
 
-// Dial connects to the PodResources socket (DefaultSocket when empty) and
-// waits until the connection is up, so that a missing socket, a path that is
-// not a socket, or a stale socket nobody listens on fail here.
+// Dial checks the PodResources socket (DefaultSocket when empty) and that
+// something accepts connections on it, so that a missing socket, a path
+// that is not a socket, or a stale socket nobody listens on fail here.
 func Dial(ctx context.Context, socket string, opts ...Option) (*Client, error) {
-	o := options{callTimeout: DefaultCallTimeout, maxMsgSize: DefaultMaxMessageSize, extra: map[string]bool{}}
-	for _, opt := range opts {
-		opt(&o)
+	c, err := kubelet.Dial(ctx, socket, opts...)
+	if err != nil {
+		return nil, err
 	}
 	if socket == "" {
 		socket = DefaultSocket
 	}
-	fi, err := os.Stat(socket)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("kubelet pod resources socket %s is missing: %w", socket, err)
-		}
-		return nil, fmt.Errorf("kubelet pod resources socket %s: %w", socket, err)
-	}
-	if fi.Mode().Type() != fs.ModeSocket {
-		return nil, fmt.Errorf("kubelet pod resources socket %s is not a unix socket (mode %s)", socket, fi.Mode())
-	}
-	abs, err := filepath.Abs(socket)
-	if err != nil {
-		return nil, fmt.Errorf("kubelet pod resources socket %s: %w", socket, err)
-	}
-	conn, err := grpc.NewClient("unix://"+abs,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		// The dialer gets the target as written ("unix:///..."), not the
-		// resolved path: it dials the socket it was given.
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", abs)
-		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxMsgSize)),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("kubelet pod resources socket %s: %w", socket, err)
-	}
-	if err := waitReady(ctx, conn, o.callTimeout); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("connecting to kubelet pod resources socket %s: %w", socket, err)
-	}
-	return &Client{socket: socket, opts: o, conn: conn, api: podresourcesv1.NewPodResourcesListerClient(conn)}, nil
+	return &Client{socket: socket, c: c}, nil
 }
 
-// waitReady connects and waits for READY; a failed first attempt is an error
-// rather than a retry loop, so a stale socket fails fast.
-func waitReady(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn.Connect()
-	for {
-		s := conn.GetState()
-		switch s {
-		case connectivity.Ready:
-			return nil
-		case connectivity.TransientFailure, connectivity.Shutdown:
-			return fmt.Errorf("connection state %s", s)
-		}
-		if !conn.WaitForStateChange(ctx, s) {
-			return fmt.Errorf("connection state %s: %w", s, ctx.Err())
-		}
-	}
-}
-
-// Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close closes the connection; later calls fail.
+func (c *Client) Close() error { return c.c.Close() }
 
 // List returns the GPU devices of every pod the kubelet reports, sorted by
 // namespace and name, containers by name, resources by name and device IDs
@@ -203,175 +101,78 @@ func (c *Client) Close() error { return c.conn.Close() }
 // the kubelet lists more than once for a container (it does so for devices
 // with affinity to several NUMA nodes) appears once.
 func (c *Client) List(ctx context.Context) ([]PodDevices, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.callTimeout)
-	defer cancel()
-	resp, err := c.api.List(ctx, &podresourcesv1.ListPodResourcesRequest{})
+	pods, err := c.c.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("kubelet pod resources List on %s: %w", c.socket, err)
+		return nil, err
 	}
-	var out []PodDevices
-	for _, pr := range resp.GetPodResources() {
-		pd := PodDevices{Namespace: pr.GetNamespace(), Name: pr.GetName()}
-		for _, cr := range pr.GetContainers() {
-			devs := c.gpuDevices(cr.GetDevices())
-			if len(devs) > 0 {
-				pd.Containers = append(pd.Containers, ContainerDevices{Name: cr.GetName(), Devices: devs})
-			}
-		}
-		if len(pd.Containers) > 0 {
-			slices.SortStableFunc(pd.Containers, func(a, b ContainerDevices) int { return strings.Compare(a.Name, b.Name) })
-			out = append(out, pd)
-		}
-	}
-	slices.SortStableFunc(out, comparePods)
-	return out, nil
+	return FromKubelet(pods), nil
 }
 
 // Allocatable returns the GPU devices the kubelet can hand out: every device
-// the device plugin advertises, healthy or not (GetAllocatableResources). It
-// is ground truth for the advertised resource names and replica IDs, e.g. to
-// check the device plugin's config against.
+// the device plugin advertises, healthy or not (GetAllocatableResources).
 func (c *Client) Allocatable(ctx context.Context) ([]allocator.ResourceDevices, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.callTimeout)
-	defer cancel()
-	resp, err := c.api.GetAllocatableResources(ctx, &podresourcesv1.AllocatableResourcesRequest{})
+	devs, err := c.c.Allocatable(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("kubelet pod resources GetAllocatableResources on %s: %w", c.socket, err)
+		return nil, err
 	}
-	return c.gpuDevices(resp.GetDevices()), nil
-}
-
-func (c *Client) isGPU(name string) bool { return IsGPUResource(name) || c.opts.extra[name] }
-
-// gpuDevices keeps the GPU resources, merges entries of one resource and
-// drops repeated device IDs.
-func (c *Client) gpuDevices(in []*podresourcesv1.ContainerDevices) []allocator.ResourceDevices {
-	byRes := map[string][]string{}
-	for _, d := range in {
-		name := d.GetResourceName()
-		if !c.isGPU(name) {
-			continue
-		}
-		byRes[name] = append(byRes[name], d.GetDeviceIds()...)
-	}
-	return canonicalResources(byRes)
-}
-
-func canonicalResources(byRes map[string][]string) []allocator.ResourceDevices {
-	var out []allocator.ResourceDevices
-	for name, ids := range byRes {
-		ids = slices.Clone(ids)
-		slices.Sort(ids)
-		ids = slices.Compact(ids)
-		if len(ids) == 0 {
-			continue
-		}
-		out = append(out, allocator.ResourceDevices{Resource: name, DeviceIDs: ids})
-	}
-	slices.SortFunc(out, func(a, b allocator.ResourceDevices) int { return strings.Compare(a.Resource, b.Resource) })
-	return out
-}
-
-func comparePods(a, b PodDevices) int {
-	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
-		return c
-	}
-	if c := strings.Compare(a.Name, b.Name); c != 0 {
-		return c
-	}
-	return strings.Compare(a.UID, b.UID)
+	return fromKubeletDevices(devs), nil
 }
 
 // Fingerprint is a stable SHA-256 (hex) of the devices held: it does not
 // depend on the order of pods, containers, resources or device IDs, on
-// repeated device IDs, nor on containers or pods without devices. The
-// exporter compares fingerprints to detect a change.
-func Fingerprint(pods []PodDevices) string {
-	type ctr struct {
-		name string
-		devs []allocator.ResourceDevices
-	}
-	type pod struct {
-		ns, name, uid string
-		ctrs          []ctr
-	}
-	canon := make([]pod, 0, len(pods))
-	for _, p := range pods {
-		cp := pod{ns: p.Namespace, name: p.Name, uid: p.UID}
-		for _, c := range p.Containers {
-			byRes := map[string][]string{}
-			for _, rd := range c.Devices {
-				byRes[rd.Resource] = append(byRes[rd.Resource], rd.DeviceIDs...)
-			}
-			if devs := canonicalResources(byRes); len(devs) > 0 {
-				cp.ctrs = append(cp.ctrs, ctr{name: c.Name, devs: devs})
-			}
-		}
-		if len(cp.ctrs) == 0 {
-			continue
-		}
-		slices.SortFunc(cp.ctrs, func(a, b ctr) int {
-			if c := strings.Compare(a.name, b.name); c != 0 {
-				return c
-			}
-			return compareDevices(a.devs, b.devs)
-		})
-		canon = append(canon, cp)
-	}
-	slices.SortFunc(canon, func(a, b pod) int {
-		for _, c := range []int{strings.Compare(a.ns, b.ns), strings.Compare(a.name, b.name), strings.Compare(a.uid, b.uid)} {
-			if c != 0 {
-				return c
-			}
-		}
-		return slices.CompareFunc(a.ctrs, b.ctrs, func(x, y ctr) int {
-			if c := strings.Compare(x.name, y.name); c != 0 {
-				return c
-			}
-			return compareDevices(x.devs, y.devs)
-		})
-	})
+// repeated device IDs, nor on containers or pods without devices. It is
+// kubelet.Fingerprint of the same devices.
+func Fingerprint(pods []PodDevices) string { return kubelet.Fingerprint(ToKubelet(pods)) }
 
-	h := sha256.New()
-	var buf []byte
-	str := func(s string) {
-		buf = binary.AppendUvarint(buf[:0], uint64(len(s)))
-		buf = append(buf, s...)
-		h.Write(buf)
+// ToKubelet converts pods to package kubelet's types.
+func ToKubelet(pods []PodDevices) []kubelet.PodDevices {
+	if pods == nil {
+		return nil
 	}
-	num := func(n int) {
-		buf = binary.AppendUvarint(buf[:0], uint64(n))
-		h.Write(buf)
-	}
-	str("gpuslice.podresources.v1")
-	num(len(canon))
-	for _, p := range canon {
-		str(p.ns)
-		str(p.name)
-		str(p.uid)
-		num(len(p.ctrs))
-		for _, c := range p.ctrs {
-			str(c.name)
-			num(len(c.devs))
-			for _, rd := range c.devs {
-				str(rd.Resource)
-				num(len(rd.DeviceIDs))
-				for _, id := range rd.DeviceIDs {
-					str(id)
-				}
+	out := make([]kubelet.PodDevices, len(pods))
+	for i, p := range pods {
+		out[i] = kubelet.PodDevices{Namespace: p.Namespace, Name: p.Name, UID: p.UID}
+		if p.Containers != nil {
+			out[i].Containers = make([]kubelet.ContainerDevices, len(p.Containers))
+		}
+		for j, c := range p.Containers {
+			out[i].Containers[j] = kubelet.ContainerDevices{Name: c.Name}
+			if c.Devices != nil {
+				out[i].Containers[j].Devices = make([]kubelet.ResourceDevices, len(c.Devices))
+			}
+			for k, d := range c.Devices {
+				out[i].Containers[j].Devices[k] = kubelet.ResourceDevices(d)
 			}
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return out
 }
 
-// compareDevices orders canonical resource lists, so that two containers of
-// the same name (which the kubelet never reports) still sort stably.
-func compareDevices(a, b []allocator.ResourceDevices) int {
-	return slices.CompareFunc(a, b, func(x, y allocator.ResourceDevices) int {
-		if c := strings.Compare(x.Resource, y.Resource); c != 0 {
-			return c
+// FromKubelet converts pods from package kubelet's types.
+func FromKubelet(pods []kubelet.PodDevices) []PodDevices {
+	if pods == nil {
+		return nil
+	}
+	out := make([]PodDevices, len(pods))
+	for i, p := range pods {
+		out[i] = PodDevices{Namespace: p.Namespace, Name: p.Name, UID: p.UID}
+		if p.Containers != nil {
+			out[i].Containers = make([]ContainerDevices, len(p.Containers))
 		}
-		return slices.Compare(x.DeviceIDs, y.DeviceIDs)
-	})
+		for j, c := range p.Containers {
+			out[i].Containers[j] = ContainerDevices{Name: c.Name, Devices: fromKubeletDevices(c.Devices)}
+		}
+	}
+	return out
+}
+
+func fromKubeletDevices(devs []kubelet.ResourceDevices) []allocator.ResourceDevices {
+	if devs == nil {
+		return nil
+	}
+	out := make([]allocator.ResourceDevices, len(devs))
+	for i, d := range devs {
+		out[i] = allocator.ResourceDevices(d)
+	}
+	return out
 }

@@ -20,7 +20,22 @@ import (
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet"
 )
+
+// rpcCode is the gRPC status code of a call's error.
+func rpcCode(err error) codes.Code {
+	var e *kubelet.RPCError
+	switch {
+	case err == nil:
+		return codes.OK
+	case errors.As(err, &e):
+		return codes.Code(e.Code)
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	}
+	return codes.Unknown
+}
 
 const (
 	gpuA = "GPU-3f1c9c52-7a1e-4b1e-9d0c-0a1b2c3d4e5f"
@@ -354,8 +369,8 @@ func TestListTimeout(t *testing.T) {
 	if err == nil {
 		t.Fatal("List on a hanging kubelet succeeded")
 	}
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("List error %v: code %s, want DeadlineExceeded", err, status.Code(err))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("List error %v: code %s, want DeadlineExceeded", err, rpcCode(err))
 	}
 	if elapsed < 150*time.Millisecond || elapsed > 5*time.Second {
 		t.Errorf("List took %v with a 200ms call timeout", elapsed)
@@ -368,7 +383,7 @@ func TestListTimeout(t *testing.T) {
 	c2 := dial(t, c.socket, WithCallTimeout(time.Minute))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := c2.List(ctx); status.Code(err) != codes.DeadlineExceeded {
+	if _, err := c2.List(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("List with a short context: %v", err)
 	}
 
@@ -388,7 +403,7 @@ func TestMaxMessageSize(t *testing.T) {
 	}
 	sock := serve(t, &fakeKubelet{pods: pods})
 	c := dial(t, sock, WithMaxMessageSize(1024))
-	if _, err := c.List(context.Background()); status.Code(err) != codes.ResourceExhausted {
+	if _, err := c.List(context.Background()); rpcCode(err) != codes.ResourceExhausted {
 		t.Fatalf("List of a large response with a 1 KiB limit: %v", err)
 	}
 	if _, err := dial(t, sock).List(context.Background()); err != nil {
@@ -504,7 +519,7 @@ func TestKubeletRestart(t *testing.T) {
 	stop()
 	stop = start()
 	defer stop()
-	// gRPC reconnects by itself; allow it a few attempts.
+	// The client reconnects by itself; allow it a few attempts.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := c.List(context.Background())
@@ -515,5 +530,24 @@ func TestKubeletRestart(t *testing.T) {
 			t.Fatalf("List after a kubelet restart: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestKubeletConversion(t *testing.T) {
+	c := dial(t, serve(t, &fakeKubelet{pods: kubeletPods()}))
+	pods, err := c.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods = append(pods, PodDevices{Namespace: "x", Name: "uid-known", UID: "u-1", Containers: []ContainerDevices{{Name: "c"}}})
+	back := FromKubelet(ToKubelet(pods))
+	if !reflect.DeepEqual(back, pods) {
+		t.Fatalf("round trip\n got %+v\nwant %+v", back, pods)
+	}
+	if FromKubelet(nil) != nil || ToKubelet(nil) != nil {
+		t.Fatal("nil does not convert to nil")
+	}
+	if Fingerprint(pods) != kubelet.Fingerprint(ToKubelet(pods)) {
+		t.Fatal("fingerprints of the same devices differ between the packages")
 	}
 }

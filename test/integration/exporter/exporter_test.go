@@ -22,13 +22,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/gpuslice/gpuslice/pkg/allocator"
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
-	"github.com/gpuslice/gpuslice/pkg/exporter"
+	"github.com/gpuslice/gpuslice/pkg/exporter/agent"
 	"github.com/gpuslice/gpuslice/pkg/exporter/dpconfig"
+	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet"
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml"
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml/fake"
-	"github.com/gpuslice/gpuslice/pkg/exporter/podresources"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/test/cluster"
 	"github.com/gpuslice/gpuslice/test/framework"
@@ -37,16 +36,16 @@ import (
 // stubKubelet serves allocations as the PodResources API would.
 type stubKubelet struct {
 	mu   sync.Mutex
-	pods []podresources.PodDevices
+	pods []kubelet.PodDevices
 }
 
-func (s *stubKubelet) List(context.Context) ([]podresources.PodDevices, error) {
+func (s *stubKubelet) List(context.Context) ([]kubelet.PodDevices, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]podresources.PodDevices(nil), s.pods...), nil
+	return append([]kubelet.PodDevices(nil), s.pods...), nil
 }
 
-func (s *stubKubelet) set(pods ...podresources.PodDevices) {
+func (s *stubKubelet) set(pods ...kubelet.PodDevices) {
 	s.mu.Lock()
 	s.pods = pods
 	s.mu.Unlock()
@@ -143,17 +142,23 @@ func TestExporterPublishesOnlyChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	reader := nvml.NewReader(nv.Interface())
-	kubelet := &stubKubelet{}
-	agent, err := exporter.New(exporter.Options{
+	stub := &stubKubelet{}
+	// The clients of the command (package app): REST clients of three API
+	// groups, nodes and pods read as metadata.
+	clients, err := agent.NewClients(exporterCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Options{
 		NodeName: node, LeaseNamespace: cluster.LeaseNamespace,
 		HeartbeatInterval: time.Second, PollInterval: 200 * time.Millisecond, Resync: 5 * time.Second,
 		MinWriteInterval: 100 * time.Millisecond,
-	}, kube, gpu, reader, kubelet, func() (*dpconfig.Config, error) { return dpconfig.Load(cfgPath) }, nil)
+	}, clients, reader, stub, func() (*dpconfig.Config, error) { return dpconfig.Load(cfgPath) }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx) }()
+	go func() { done <- a.Run(ctx) }()
 
 	get := func() *gpusliceapi.GPUNode {
 		gn, err := adminGPU.GpusliceV1alpha1().GPUNodes().Get(ctx, node, metav1.GetOptions{})
@@ -228,8 +233,8 @@ func TestExporterPublishesOnlyChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	mig := gn.Spec.GPUs[0].Instances[0]
-	kubelet.set(podresources.PodDevices{Namespace: "default", Name: "inference", Containers: []podresources.ContainerDevices{{
-		Name: "main", Devices: []allocator.ResourceDevices{{Resource: "nvidia.com/mig-" + mig.Profile, DeviceIDs: []string{mig.DeviceID}}},
+	stub.set(kubelet.PodDevices{Namespace: "default", Name: "inference", Containers: []kubelet.ContainerDevices{{
+		Name: "main", Devices: []kubelet.ResourceDevices{{Resource: "nvidia.com/mig-" + mig.Profile, DeviceIDs: []string{mig.DeviceID}}},
 	}}})
 	gn = waitFor("allocation published", 2*time.Second, func(gn *gpusliceapi.GPUNode) bool {
 		return len(gn.Spec.Allocations) == 1 && gn.Spec.Allocations[0].PodUID == string(pod.UID)

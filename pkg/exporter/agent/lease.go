@@ -1,4 +1,4 @@
-package exporter
+package agent
 
 import (
 	"context"
@@ -8,32 +8,40 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // heartbeat renews the node's Lease: the exporter's liveness, read by the
 // scheduler, so that the GPUNode itself is written only on change.
 type heartbeat struct {
-	client    kubernetes.Interface
+	leases    resource // in namespace
 	namespace string
 	node      string
 	duration  time.Duration
 	lease     *coordinationv1.Lease
 }
 
+func newHeartbeat(client rest.Interface, namespace, node string, duration time.Duration) heartbeat {
+	return heartbeat{
+		leases:    resource{client: client, namespace: namespace, name: "leases", kind: coordinationv1.SchemeGroupVersion.WithKind("Lease")},
+		namespace: namespace, node: node, duration: duration,
+	}
+}
+
 func (h *heartbeat) renew(ctx context.Context, now time.Time) error {
-	leases := h.client.CoordinationV1().Leases(h.namespace)
 	rt := metav1.NewMicroTime(now)
 	if h.lease == nil {
-		got, err := leases.Get(ctx, h.node, metav1.GetOptions{})
+		got := &coordinationv1.Lease{}
+		err := h.leases.get(ctx, h.node, got)
 		switch {
 		case apierrors.IsNotFound(err):
 			holder := "gpuslice-exporter/" + h.node
 			secs := int32(h.duration / time.Second)
-			created, err := leases.Create(ctx, &coordinationv1.Lease{
+			created := &coordinationv1.Lease{}
+			err := h.leases.create(ctx, &coordinationv1.Lease{
 				ObjectMeta: metav1.ObjectMeta{Name: h.node, Namespace: h.namespace},
 				Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &rt, RenewTime: &rt},
-			}, metav1.CreateOptions{FieldManager: fieldManager})
+			}, created)
 			if err != nil {
 				return fmt.Errorf("creating Lease %s/%s: %w", h.namespace, h.node, err)
 			}
@@ -46,8 +54,8 @@ func (h *heartbeat) renew(ctx context.Context, now time.Time) error {
 	}
 	l := h.lease.DeepCopy()
 	l.Spec.RenewTime = &rt
-	updated, err := leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: fieldManager})
-	if err != nil {
+	updated := &coordinationv1.Lease{}
+	if err := h.leases.update(ctx, h.node, l, updated); err != nil {
 		h.lease = nil // re-read next time (conflict, deletion)
 		return fmt.Errorf("renewing Lease %s/%s: %w", h.namespace, h.node, err)
 	}

@@ -1,4 +1,4 @@
-package exporter
+package agent
 
 import (
 	"context"
@@ -8,20 +8,16 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	"k8s.io/client-go/kubernetes"
-	listersv1 "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
 	"github.com/gpuslice/gpuslice/pkg/exporter/dpconfig"
+	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet"
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml"
-	"github.com/gpuslice/gpuslice/pkg/exporter/podresources"
-	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
@@ -34,9 +30,10 @@ type GPUSource interface {
 	WatchHealth(ctx context.Context, out chan<- nvml.HealthEvent) error
 }
 
-// AllocationSource lists what the kubelet gave each pod (PodResources API).
+// AllocationSource lists what the kubelet gave each pod (PodResources API,
+// the kubelet package's Client).
 type AllocationSource interface {
-	List(ctx context.Context) ([]podresources.PodDevices, error)
+	List(ctx context.Context) ([]kubelet.PodDevices, error)
 }
 
 // Options configure an Agent.
@@ -79,7 +76,7 @@ func (o *Options) defaults() {
 // Agent is the exporter's control loop for one node.
 type Agent struct {
 	opts    Options
-	kube    kubernetes.Interface
+	core    rest.Interface
 	gpus    GPUSource
 	allocs  AllocationSource
 	config  func() (*dpconfig.Config, error)
@@ -91,29 +88,33 @@ type Agent struct {
 
 	mu         sync.Mutex
 	unhealthy  map[string]string
-	observed   []podresources.PodDevices
+	observed   []kubelet.PodDevices
 	observeErr error
 	cfgSeen    *dpconfig.Config
 	cfgErrSeen string
 	lastSync   time.Time
 
-	pods  listersv1.PodLister
-	nodes listersv1.NodeLister
+	// pods and nodes hold the metadata of the pods bound to this node and
+	// of the node itself (PartialObjectMetadata), keyed namespace/name.
+	pods, nodes toolscache.Indexer
 }
 
 // New returns an agent. config reads the device plugin's config file.
-func New(opts Options, kube kubernetes.Interface, gpu versioned.Interface, gpus GPUSource, allocs AllocationSource, config func() (*dpconfig.Config, error), m *Metrics) (*Agent, error) {
+func New(opts Options, clients Clients, gpus GPUSource, allocs AllocationSource, config func() (*dpconfig.Config, error), m *Metrics) (*Agent, error) {
 	opts.defaults()
 	if opts.NodeName == "" {
 		return nil, fmt.Errorf("node name is required")
+	}
+	if err := clients.validate(); err != nil {
+		return nil, err
 	}
 	if m == nil {
 		m = NewMetrics()
 	}
 	return &Agent{
-		opts: opts, kube: kube, gpus: gpus, allocs: allocs, config: config, metrics: m,
-		pub:       publisher{client: gpu, node: opts.NodeName},
-		beat:      heartbeat{client: kube, namespace: opts.LeaseNamespace, node: opts.NodeName, duration: opts.LeaseDuration},
+		opts: opts, core: clients.Core, gpus: gpus, allocs: allocs, config: config, metrics: m,
+		pub:       newPublisher(clients.GPUSlice, opts.NodeName),
+		beat:      newHeartbeat(clients.Coordination, opts.LeaseNamespace, opts.NodeName, opts.LeaseDuration),
 		trigger:   make(chan struct{}, 1),
 		unhealthy: map[string]string{},
 	}, nil
@@ -131,18 +132,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("node", a.opts.NodeName)
 	ctx = klog.NewContext(ctx, logger)
 
-	// Two informers of the core/v1 informers package rather than a
-	// SharedInformerFactory: the factory's package links every API group's
-	// informers and listers into the binary.
-	pods := coreinformers.NewFilteredPodInformer(a.kube, metav1.NamespaceAll, 0,
-		toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc}, func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.opts.NodeName).String()
-		})
-	nodes := coreinformers.NewFilteredNodeInformer(a.kube, 0, toolscache.Indexers{}, func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.opts.NodeName).String()
-	})
-	a.pods = listersv1.NewPodLister(pods.GetIndexer())
-	a.nodes = listersv1.NewNodeLister(nodes.GetIndexer())
+	// Two informers of metadata: the pods bound to this node (their UIDs,
+	// which PodResources does not report) and the node (its MIG manager
+	// label, its UID as the GPUNode's owner).
+	newInformer := func(resource, field string) (toolscache.SharedIndexInformer, error) {
+		lw := metadataListWatch(a.core, resource, fields.OneTermEqualSelector(field, a.opts.NodeName).String())
+		inf := toolscache.NewSharedIndexInformer(lw, &metav1.PartialObjectMetadata{}, 0, toolscache.Indexers{})
+		return inf, inf.SetTransform(keepIdentity)
+	}
+	pods, err := newInformer("pods", "spec.nodeName")
+	if err != nil {
+		return err
+	}
+	nodes, err := newInformer("nodes", "metadata.name")
+	if err != nil {
+		return err
+	}
+	a.pods, a.nodes = pods.GetIndexer(), nodes.GetIndexer()
 	poke := toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.poke() },
 		UpdateFunc: func(oldObj, newObj any) { a.pokeOnLabelChange(oldObj, newObj) },
@@ -151,13 +157,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if _, err := nodes.AddEventHandler(poke); err != nil {
 		return err
 	}
-	// The pod informer has no handler: its lister maps PodResources names to UIDs.
+	// The pod informer has no handler: its store maps PodResources names to UIDs.
 	var informers sync.WaitGroup
 	defer informers.Wait()
 	informers.Go(func() { pods.RunWithContext(ctx) })
 	informers.Go(func() { nodes.RunWithContext(ctx) })
 	if !toolscache.WaitFor(ctx, "" /* no logging */, pods.HasSyncedChecker()) {
-		return fmt.Errorf("informer for %v did not sync", reflect.TypeFor[*corev1.Pod]())
+		return fmt.Errorf("informer for the pods of node %s did not sync", a.opts.NodeName)
 	}
 	toolscache.WaitFor(ctx, "", nodes.HasSyncedChecker())
 
@@ -191,8 +197,8 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) pokeOnLabelChange(oldObj, newObj any) {
-	o, ok1 := oldObj.(*corev1.Node)
-	n, ok2 := newObj.(*corev1.Node)
+	o, ok1 := oldObj.(*metav1.PartialObjectMetadata)
+	n, ok2 := newObj.(*metav1.PartialObjectMetadata)
 	if !ok1 || !ok2 || o.Labels[MIGConfigStateLabel] != n.Labels[MIGConfigStateLabel] || o.UID != n.UID {
 		a.poke()
 	}
@@ -234,7 +240,7 @@ func (a *Agent) poll(ctx context.Context) {
 		cfg, cfgErr := a.config()
 		changed := false
 		a.mu.Lock()
-		if (err == nil) != (a.observeErr == nil) || (err == nil && podresources.Fingerprint(devs) != podresources.Fingerprint(a.observed)) {
+		if (err == nil) != (a.observeErr == nil) || (err == nil && kubelet.Fingerprint(devs) != kubelet.Fingerprint(a.observed)) {
 			a.observed, a.observeErr, changed = devs, err, true
 		}
 		errText := ""
@@ -299,7 +305,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	} else {
 		in.Allocations = a.podAllocations(observed)
 	}
-	node, _ := a.nodes.Get(a.opts.NodeName)
+	node := a.node()
 	if node != nil {
 		in.MIGConfigState = node.Labels[MIGConfigStateLabel]
 	}
@@ -322,14 +328,33 @@ func (a *Agent) Sync(ctx context.Context) error {
 	return nil
 }
 
+// node is this node's metadata; nil before the informer has it.
+func (a *Agent) node() *metav1.PartialObjectMetadata {
+	return metadataOf(a.nodes, a.opts.NodeName)
+}
+
+// metadataOf returns the object stored under key, nil when there is none
+// (or no store yet).
+func metadataOf(store toolscache.Store, key string) *metav1.PartialObjectMetadata {
+	if store == nil {
+		return nil
+	}
+	obj, ok, err := store.GetByKey(key)
+	if err != nil || !ok {
+		return nil
+	}
+	m, _ := obj.(*metav1.PartialObjectMetadata)
+	return m
+}
+
 // podAllocations attaches pod UIDs (PodResources reports names only) and
 // sorts the result canonically.
-func (a *Agent) podAllocations(devs []podresources.PodDevices) []gpusliceapi.PodAllocation {
+func (a *Agent) podAllocations(devs []kubelet.PodDevices) []gpusliceapi.PodAllocation {
 	out := make([]gpusliceapi.PodAllocation, 0, len(devs))
 	for _, pd := range devs {
 		pa := gpusliceapi.PodAllocation{PodUID: pd.UID, Namespace: pd.Namespace, Name: pd.Name}
-		if pa.PodUID == "" && a.pods != nil {
-			if pod, err := a.pods.Pods(pd.Namespace).Get(pd.Name); err == nil {
+		if pa.PodUID == "" {
+			if pod := metadataOf(a.pods, pd.Namespace+"/"+pd.Name); pod != nil {
 				pa.PodUID = string(pod.UID)
 			}
 		}

@@ -1,31 +1,37 @@
-package exporter
+package agent
 
 import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
-	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 )
 
 // publisher writes the node's GPUNode when, and only when, it differs
 // semantically from the desired spec.
 type publisher struct {
-	client versioned.Interface
-	node   string
+	gpuNodes resource
+	node     string
 	// last is what was last written or read back; it saves a GET per sync.
 	last *gpusliceapi.GPUNode
 }
 
+func newPublisher(client rest.Interface, node string) publisher {
+	return publisher{
+		gpuNodes: resource{client: client, name: "gpunodes", kind: gpusliceapi.SchemeGroupVersion.WithKind("GPUNode")},
+		node:     node,
+	}
+}
+
 // publish makes the stored object match spec. It reports whether it wrote.
 // owner is the Node the object belongs to (garbage-collected with it).
-func (p *publisher) publish(ctx context.Context, spec gpusliceapi.GPUNodeSpec, owner *corev1.Node) (bool, error) {
+func (p *publisher) publish(ctx context.Context, spec gpusliceapi.GPUNodeSpec, owner *metav1.PartialObjectMetadata) (bool, error) {
 	if p.last != nil && equality.Semantic.DeepEqual(p.last.Spec, spec) {
 		return false, nil
 	}
@@ -33,12 +39,13 @@ func (p *publisher) publish(ctx context.Context, spec gpusliceapi.GPUNodeSpec, o
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur := p.last
 		if cur == nil {
-			got, err := p.client.GpusliceV1alpha1().GPUNodes().Get(ctx, p.node, metav1.GetOptions{})
+			got := &gpusliceapi.GPUNode{}
+			err := p.gpuNodes.get(ctx, p.node, got)
 			switch {
 			case apierrors.IsNotFound(err):
 				obj := &gpusliceapi.GPUNode{ObjectMeta: metav1.ObjectMeta{Name: p.node, OwnerReferences: ownerRefs(owner)}, Spec: spec}
-				created, err := p.client.GpusliceV1alpha1().GPUNodes().Create(ctx, obj, metav1.CreateOptions{FieldManager: fieldManager})
-				if err != nil {
+				created := &gpusliceapi.GPUNode{}
+				if err := p.gpuNodes.create(ctx, obj, created); err != nil {
 					return err
 				}
 				p.last, wrote = created, true
@@ -57,8 +64,8 @@ func (p *publisher) publish(ctx context.Context, spec gpusliceapi.GPUNodeSpec, o
 		if len(obj.OwnerReferences) == 0 {
 			obj.OwnerReferences = ownerRefs(owner)
 		}
-		updated, err := p.client.GpusliceV1alpha1().GPUNodes().Update(ctx, obj, metav1.UpdateOptions{FieldManager: fieldManager})
-		if err != nil {
+		updated := &gpusliceapi.GPUNode{}
+		if err := p.gpuNodes.update(ctx, p.node, obj, updated); err != nil {
 			p.last = nil // re-read on the next attempt
 			return err
 		}
@@ -76,7 +83,7 @@ func (p *publisher) forget() { p.last = nil }
 
 const fieldManager = "gpuslice-exporter"
 
-func ownerRefs(node *corev1.Node) []metav1.OwnerReference {
+func ownerRefs(node *metav1.PartialObjectMetadata) []metav1.OwnerReference {
 	if node == nil || node.UID == "" {
 		return nil
 	}
