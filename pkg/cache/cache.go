@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -31,9 +32,15 @@ type nodeEntry struct {
 	compileErr error
 	heartbeat  time.Time
 	hasLease   bool
-	pods       map[types.UID]*podRecord
-	snap       *allocator.State
-	gen        uint64
+	// blocked says why the node takes no GPU pods whatever its heartbeat's
+	// age ("" when its topology is Ready and valid and it has a Lease); kept
+	// by setBlocked whenever topo, compileErr or hasLease change, so that
+	// View, called for every node in every scheduling cycle, only checks the
+	// heartbeat's age.
+	blocked string
+	pods    map[types.UID]*podRecord
+	snap    *allocator.State
+	gen     uint64
 	// unplaced counts records whose devices could not be placed without
 	// double-booking; they hold nothing.
 	unplaced int
@@ -68,6 +75,7 @@ func (c *Cache) entry(name string, create bool) *nodeEntry {
 	e := c.nodes[name]
 	if e == nil && create {
 		e = &nodeEntry{name: name, pods: map[types.UID]*podRecord{}}
+		e.setBlocked()
 		c.nodes[name] = e
 	}
 	return e
@@ -89,6 +97,7 @@ func (c *Cache) SetTopology(name string, t *Topology) {
 	} else {
 		e.compiled, e.compileErr = allocator.Compile(t.Node, c.opts.Catalog, c.opts.DefaultPolicy)
 	}
+	e.setBlocked()
 	e.rebuild()
 }
 
@@ -104,6 +113,7 @@ func (c *Cache) RemoveTopology(name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.topo, e.compiled, e.compileErr = nil, nil, nil
+	e.setBlocked()
 	e.rebuild()
 }
 
@@ -115,6 +125,7 @@ func (c *Cache) SetHeartbeat(name string, renew time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.heartbeat, e.hasLease = renew, true
+	e.setBlocked()
 }
 
 // RemoveHeartbeat forgets the node's Lease.
@@ -128,6 +139,7 @@ func (c *Cache) RemoveHeartbeat(name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.hasLease = false
+	e.setBlocked()
 }
 
 // View returns the node's current snapshot and whether it may take GPU pods.
@@ -143,25 +155,38 @@ func (c *Cache) View(name string) NodeView {
 	return NodeView{State: e.snap, Freshness: e.freshness(c.opts.Now(), c.opts.StaleAfter), Generation: e.gen}
 }
 
+// freshness says whether the node may take GPU pods at now. The caller
+// holds e.mu.
 func (e *nodeEntry) freshness(now time.Time, staleAfter time.Duration) Freshness {
-	switch {
-	case e.topo == nil:
-		return Freshness{Reason: fmt.Sprintf("no GPU topology published for node %s (is the gpuslice exporter running there?)", e.name)}
-	case e.compileErr != nil:
-		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is invalid: %v", e.name, e.compileErr)}
-	case e.topo.State == "Reconfiguring":
-		return Freshness{Reason: fmt.Sprintf("node %s is reconfiguring MIG: %s", e.name, e.topo.Message)}
-	case e.topo.State == "Degraded":
-		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is degraded: %s", e.name, e.topo.Message)}
-	case e.topo.State != "Ready":
-		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is in unknown state %q", e.name, e.topo.State)}
-	case !e.hasLease:
-		return Freshness{Reason: fmt.Sprintf("no heartbeat from the gpuslice exporter on node %s", e.name)}
-	case staleAfter > 0 && now.Sub(e.heartbeat) > staleAfter:
+	if e.blocked != "" {
+		return Freshness{Reason: e.blocked}
+	}
+	if staleAfter > 0 && now.Sub(e.heartbeat) > staleAfter {
 		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is stale: last exporter heartbeat %s ago (limit %s)",
 			e.name, now.Sub(e.heartbeat).Round(time.Second), staleAfter)}
 	}
 	return Freshness{Usable: true}
+}
+
+// setBlocked recomputes e.blocked. The caller holds e.mu (or e is not
+// shared yet).
+func (e *nodeEntry) setBlocked() {
+	switch {
+	case e.topo == nil:
+		e.blocked = fmt.Sprintf("no GPU topology published for node %s (is the gpuslice exporter running there?)", e.name)
+	case e.compileErr != nil:
+		e.blocked = fmt.Sprintf("GPU topology of node %s is invalid: %v", e.name, e.compileErr)
+	case e.topo.State == "Reconfiguring":
+		e.blocked = fmt.Sprintf("node %s is reconfiguring MIG: %s", e.name, e.topo.Message)
+	case e.topo.State == "Degraded":
+		e.blocked = fmt.Sprintf("GPU topology of node %s is degraded: %s", e.name, e.topo.Message)
+	case e.topo.State != "Ready":
+		e.blocked = fmt.Sprintf("GPU topology of node %s is in unknown state %q", e.name, e.topo.State)
+	case !e.hasLease:
+		e.blocked = fmt.Sprintf("no heartbeat from the gpuslice exporter on node %s", e.name)
+	default:
+		e.blocked = ""
+	}
 }
 
 // PodUpdate is what the cache needs of a pod from the informer.
@@ -216,6 +241,12 @@ func (c *Cache) UpsertPod(u PodUpdate) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := e.pods[u.UID]
+	if r != nil && r.phase == Assumed && (u.Assignment == nil || samePlacement(u.Assignment, r.claimed)) {
+		// The bind of a pod this scheduler reserved: same devices, so the
+		// snapshot stays as it is (no rebuild on every bind).
+		r.namespace, r.name, r.req, r.phase = u.Namespace, u.Name, u.Request, Bound
+		return
+	}
 	if r == nil {
 		r = &podRecord{uid: u.UID, order: seq}
 		e.pods[u.UID] = r
@@ -370,4 +401,25 @@ func (c *Cache) Unplaced(name string) int {
 	}
 	defer e.mu.Unlock()
 	return e.unplaced
+}
+
+// samePlacement reports whether two placements name the same devices per
+// container.
+func samePlacement(a, b *allocator.Placement) bool {
+	if a == nil || b == nil || a.Node != b.Node || len(a.Containers) != len(b.Containers) {
+		return a == b
+	}
+	for i := range a.Containers {
+		ca, cb := &a.Containers[i], &b.Containers[i]
+		if ca.Name != cb.Name || len(ca.Devices) != len(cb.Devices) {
+			return false
+		}
+		for j := range ca.Devices {
+			da, db := &ca.Devices[j], &cb.Devices[j]
+			if da.Resource != db.Resource || !slices.Equal(da.DeviceIDs, db.DeviceIDs) {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -300,3 +300,32 @@ func TestRestartRebuildsFromAnnotations(t *testing.T) {
 		}
 	}
 }
+
+// TestBindKeepsSnapshotUnlessDevicesDiffer: binding a pod with the devices
+// it was assumed with leaves the snapshot as it is; an annotation naming
+// other devices rebuilds it with them.
+func TestBindKeepsSnapshotUnlessDevicesDiffer(t *testing.T) {
+	c, _ := newCache(t, ts4)
+	r := req("nvidia.com/gpu", 1)
+	p := placeOn(t, c, "ts", r)
+	if err := c.Assume("a", "ns", "a", r, p); err != nil {
+		t.Fatal(err)
+	}
+	gen := c.View("ts").Generation
+	c.UpsertPod(PodUpdate{UID: "a", Namespace: "ns", Name: "a", Node: "ts", Request: r, Assignment: p})
+	if info, _ := c.Pod("a"); info.Phase != Bound || c.View("ts").Generation != gen || used(c, "ts") != 1 {
+		t.Fatalf("bind with the assumed devices: %+v, generation %d→%d", info, gen, c.View("ts").Generation)
+	}
+	c2, _ := newCache(t, ts4)
+	if err := c2.Assume("a", "ns", "a", r, p); err != nil {
+		t.Fatal(err)
+	}
+	id := p.Devices()[0].DeviceIDs[0]
+	base, replica, _ := topology.SplitReplicaID(id)
+	other := &allocator.Placement{Node: "ts", Containers: []allocator.ContainerDevices{{Name: "main", Devices: []allocator.ResourceDevices{{Resource: "nvidia.com/gpu", DeviceIDs: []string{topology.ReplicaID(base, (replica+1)%4)}}}}}}
+	c2.UpsertPod(PodUpdate{UID: "a", Namespace: "ns", Name: "a", Node: "ts", Request: r, Assignment: other})
+	info, _ := c2.Pod("a")
+	if info.Phase != Bound || info.Devices[0].DeviceIDs[0] != other.Containers[0].Devices[0].DeviceIDs[0] {
+		t.Fatalf("bind with other devices: %+v", info)
+	}
+}

@@ -171,7 +171,9 @@ func KeepAlive(ctx context.Context, kube kubernetes.Interface, interval time.Dur
 
 // SchedulerConfig returns a KubeSchedulerConfiguration with the
 // gpuslice-binpack and gpuslice-spread profiles, talking to the API server
-// through kubeconfig.
+// through kubeconfig. gpuslice-binpack binds with GPUSlice, as shipped (one
+// Binding carrying the assignment); gpuslice-spread keeps the DefaultBinder,
+// so the tests cover both ways the assignment is written (Bind, PreBind).
 func SchedulerConfig(kubeconfig string, heartbeatTimeout time.Duration) string {
 	return strings.NewReplacer("KUBECONFIG", kubeconfig, "TIMEOUT", heartbeatTimeout.String()).Replace(`apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -183,6 +185,9 @@ profiles:
 - schedulerName: gpuslice-binpack
   plugins:
     multiPoint:
+      enabled:
+      - name: GPUSlice
+    bind:
       enabled:
       - name: GPUSlice
   pluginConfig:

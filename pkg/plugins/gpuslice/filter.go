@@ -10,7 +10,9 @@ import (
 // Filter admits a node when its exporter's topology is fresh and every GPU
 // resource the pod asks for has enough free healthy devices. It reads only
 // the cache (no API call) and records the snapshot it judged for Score and
-// Reserve.
+// Reserve. That the request fits an unchanged snapshot is remembered (see
+// memo); a snapshot with a preemption overlay is a copy for this cycle and
+// is always checked.
 func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	s, err := getState(cs)
 	if err != nil {
@@ -22,13 +24,23 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+view.Freshness.Reason)
 	}
 	st := p.nodeState(s, node, view.State)
-	if v := st.Check(s.req); !v.OK() {
-		code := fwk.Unschedulable
-		if v.Unresolvable() {
-			code = fwk.UnschedulableAndUnresolvable
-		}
-		return fwk.NewStatus(code, "gpuslice: "+v.Reason())
+	shared := st == view.State
+	var known *memoEntry
+	if shared {
+		known = p.memo.fits(node, st, s.reqKey)
 	}
-	s.record(node, st)
+	if known == nil {
+		if v := st.Check(s.req); !v.OK() {
+			code := fwk.Unschedulable
+			if v.Unresolvable() {
+				code = fwk.UnschedulableAndUnresolvable
+			}
+			return fwk.NewStatus(code, "gpuslice: "+v.Reason())
+		}
+		if shared {
+			p.memo.storeFit(node, st, s.reqKey)
+		}
+	}
+	s.record(node, st, known)
 	return nil
 }

@@ -3,14 +3,16 @@
 // each node, reserving exactly it and recording it on the pod.
 //
 // One file per extension point: prefilter.go, filter.go, score.go,
-// reserve.go, prebind.go, events.go (EventsToRegister and QueueingHints),
-// sign.go. shared.go holds the state every profile shares (the node cache,
-// the informers feeding it, the learned workload mix).
+// reserve.go, prebind.go, bind.go, events.go (EventsToRegister and
+// QueueingHints), sign.go. shared.go holds the state every profile shares
+// (the node cache, the informers feeding it, the learned workload mix);
+// memo.go what Filter and Score remember of unchanged nodes.
 package gpuslice
 
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -35,6 +37,13 @@ type Plugin struct {
 	shared *Shared
 	args   *config.GPUSliceArgs
 	scorer allocator.Scorer
+	// memo remembers Filter's and Score's results on unchanged snapshots.
+	memo memo
+
+	// bindFirst: GPUSlice is the profile's first bind plugin (see
+	// bindsFirst), decided once.
+	bindOnce  sync.Once
+	bindFirst bool
 }
 
 var (
@@ -44,6 +53,7 @@ var (
 	_ fwk.ScorePlugin       = (*Plugin)(nil)
 	_ fwk.ReservePlugin     = (*Plugin)(nil)
 	_ fwk.PreBindPlugin     = (*Plugin)(nil)
+	_ fwk.BindPlugin        = (*Plugin)(nil)
 	_ fwk.EnqueueExtensions = (*Plugin)(nil)
 	_ fwk.SignPlugin        = (*Plugin)(nil)
 )
@@ -80,5 +90,6 @@ func (s *Shared) New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk
 	if err := p.scorer.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
+	s.addMemo(&p.memo)
 	return p, nil
 }

@@ -25,10 +25,12 @@ func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	if err := p.shared.waitSynced(ctx); err != nil {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "gpuslice: "+err.Error())
 	}
-	s := &cycleState{req: req, host: hostRequest(pod), nodes: map[string]*allocator.State{}}
+	s := &cycleState{req: req, reqKey: requestKey(req), host: hostRequest(pod), nodes: map[string]judged{}}
 	if fragAware {
 		s.mix = p.shared.mix.Snapshot(mixMinShare)
 	}
+	// Every GPU pod is demand, placed or not; retries count once.
+	p.shared.mix.ObserveOnce(string(pod.UID), req, s.host)
 	cs.Write(stateKey, s)
 	if req.Empty() {
 		// Nothing to filter, but fragmentation-aware scoring keeps CPU-only

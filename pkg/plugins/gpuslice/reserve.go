@@ -34,11 +34,6 @@ func (p *Plugin) Reserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, no
 	if err := p.shared.cache.Assume(pod.UID, pod.Namespace, pod.Name, req, placement); err != nil {
 		return fwk.NewStatus(fwk.Unschedulable, "gpuslice: "+err.Error())
 	}
-	host := allocator.Host{}
-	if cst, err := getState(cs); err == nil {
-		host = cst.host
-	}
-	p.shared.mix.ObserveHost(req, host)
 	cs.Write(placementKey, &placementData{p: placement})
 	klog.FromContext(ctx).V(4).Info("Reserved GPU devices", "pod", klog.KObj(pod), "node", node, "devices", placement.Devices())
 	return nil

@@ -26,14 +26,17 @@ func (p *Plugin) PreScore(_ context.Context, cs fwk.CycleState, _ *v1.Pod, _ []f
 }
 
 // Score rates a filtered node with the profile's strategy, on the snapshot
-// Filter judged.
+// Filter judged. Binpack and spread scores of an unchanged snapshot are
+// remembered (see memo): they depend on the snapshot and the GPU request
+// only, not on the node's CPU and memory.
 func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
 	s, err := getState(cs)
 	if err != nil {
 		return 0, fwk.AsStatus(err)
 	}
 	node := nodeInfo.Node().Name
-	st, ok := s.recorded(node)
+	j, ok := s.judgedNode(node)
+	st := j.st
 	if !ok {
 		if !s.req.Empty() {
 			return 0, fwk.AsStatus(fmt.Errorf("node %s was not filtered in this cycle", node))
@@ -45,6 +48,15 @@ func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo
 		}
 		st = view.State
 	}
+	memoized := ok && p.scorer.Strategy != allocator.FragmentationAware && s.overlayFor(node) == nil
+	if memoized {
+		// Filter's memo entry holds the score when an earlier cycle scored
+		// this snapshot for this request. (Without an entry, Filter checked
+		// the snapshot itself: nothing is known of it.)
+		if score, hit := j.memo.scoreOf(); hit {
+			return score, nil
+		}
+	}
 	sc := p.scorer
 	sc.Mix = s.mix
 	alloc, used := nodeInfo.GetAllocatable(), nodeInfo.GetRequested()
@@ -53,7 +65,11 @@ func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo
 		NodeFree: allocator.Host{MilliCPU: alloc.GetMilliCPU() - used.GetMilliCPU(), MemBytes: alloc.GetMemory() - used.GetMemory()},
 		Known:    true,
 	}
-	return int64(math.Round(sc.ScoreHost(st, s.req, h) * scoreScale)), nil
+	score := int64(math.Round(sc.ScoreHost(st, s.req, h) * scoreScale))
+	if memoized {
+		p.memo.storeScore(node, st, s.reqKey, score)
+	}
+	return score, nil
 }
 
 // ScoreExtensions returns the normaliser.

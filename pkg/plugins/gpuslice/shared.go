@@ -40,6 +40,25 @@ type Shared struct {
 	args    *config.GPUSliceArgs
 	client  kubernetes.Interface
 	synced  []toolscache.InformerSynced
+	// memos are the profiles' memos, told when a node's GPUNode goes away.
+	memos []*memo
+}
+
+// addMemo registers a profile's memo.
+func (s *Shared) addMemo(m *memo) {
+	s.mu.Lock()
+	s.memos = append(s.memos, m)
+	s.mu.Unlock()
+}
+
+// forgetNode drops a node's entries from every profile's memo.
+func (s *Shared) forgetNode(name string) {
+	s.mu.Lock()
+	memos := s.memos
+	s.mu.Unlock()
+	for _, m := range memos {
+		m.forget(name)
+	}
 }
 
 // NewShared returns uninitialised shared state; the first profile's New
@@ -194,6 +213,7 @@ func (s *Shared) onGPUNode(obj any) {
 func (s *Shared) onGPUNodeDelete(obj any) {
 	if gn, ok := unwrap(obj).(*gpusliceapi.GPUNode); ok {
 		s.cache.RemoveTopology(gn.Name)
+		s.forgetNode(gn.Name)
 	}
 }
 

@@ -17,15 +17,25 @@ const stateKey fwk.StateKey = Name
 // Reserve use that same snapshot.
 type cycleState struct {
 	req *podrequest.Request
+	// reqKey is requestKey(req), the request's key in the plugin's memo.
+	reqKey string
 	// host is the pod's CPU and memory request.
 	host allocator.Host
 	mix  *allocator.Mix
 
 	mu    sync.Mutex
-	nodes map[string]*allocator.State
+	nodes map[string]judged
 	// overlay holds devices that preemption's dry run adds to or removes from
 	// a node (PreFilterExtensions).
 	overlay map[string]*overlay
+}
+
+// judged is what Filter recorded of a node: the snapshot it judged and,
+// when the memo knew that the request fits it, the memo's entry (which may
+// hold the score too, sparing Score a lookup).
+type judged struct {
+	st   *allocator.State
+	memo *memoEntry
 }
 
 type overlay struct {
@@ -37,7 +47,7 @@ type overlay struct {
 func (s *cycleState) Clone() fwk.StateData {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := &cycleState{req: s.req, host: s.host, mix: s.mix, nodes: make(map[string]*allocator.State, len(s.nodes))}
+	c := &cycleState{req: s.req, reqKey: s.reqKey, host: s.host, mix: s.mix, nodes: make(map[string]judged, len(s.nodes))}
 	for k, v := range s.nodes {
 		c.nodes[k] = v
 	}
@@ -50,17 +60,26 @@ func (s *cycleState) Clone() fwk.StateData {
 	return c
 }
 
-func (s *cycleState) record(node string, st *allocator.State) {
+// record notes the snapshot Filter judged for a node, with the memo entry
+// it found (nil when it checked the snapshot itself).
+func (s *cycleState) record(node string, st *allocator.State, m *memoEntry) {
 	s.mu.Lock()
-	s.nodes[node] = st
+	s.nodes[node] = judged{st: st, memo: m}
 	s.mu.Unlock()
 }
 
+// recorded returns the snapshot Filter judged for a node.
 func (s *cycleState) recorded(node string) (*allocator.State, bool) {
+	j, ok := s.judgedNode(node)
+	return j.st, ok
+}
+
+// judgedNode returns what Filter recorded of a node.
+func (s *cycleState) judgedNode(node string) (judged, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.nodes[node]
-	return st, ok
+	j, ok := s.nodes[node]
+	return j, ok
 }
 
 func (s *cycleState) overlayFor(node string) *overlay {

@@ -1,0 +1,231 @@
+package gpuslice
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/cache"
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
+)
+
+// freshScore is what Score computes without the memo.
+func freshScore(pl *Plugin, s *cycleState, st *allocator.State, ni fwk.NodeInfo) int64 {
+	sc := pl.scorer
+	sc.Mix = s.mix
+	alloc, used := ni.GetAllocatable(), ni.GetRequested()
+	h := allocator.HostFit{
+		Pod:      s.host,
+		NodeFree: allocator.Host{MilliCPU: alloc.GetMilliCPU() - used.GetMilliCPU(), MemBytes: alloc.GetMemory() - used.GetMemory()},
+		Known:    true,
+	}
+	return int64(math.Round(sc.ScoreHost(st, s.req, h) * scoreScale))
+}
+
+// hostNodeInfo is a node with CPU and memory, some of it requested, so that
+// scores could depend on them.
+func hostNodeInfo(name string, usedMilliCPU int64) fwk.NodeInfo {
+	ni := framework.NewNodeInfo()
+	ni.SetNode(&v1.Node{})
+	n := ni.Node().DeepCopy()
+	n.Name = name
+	n.Status.Allocatable = v1.ResourceList{v1.ResourceCPU: resource.MustParse("64"), v1.ResourceMemory: resource.MustParse("512Gi")}
+	ni.SetNode(n)
+	filler := &v1.Pod{Spec: v1.PodSpec{Containers: []v1.Container{{Resources: v1.ResourceRequirements{Requests: v1.ResourceList{
+		v1.ResourceCPU: *resource.NewMilliQuantity(usedMilliCPU, resource.DecimalSI)}}}}}}
+	pi, _ := framework.NewPodInfo(filler)
+	ni.AddPodInfo(pi)
+	return ni
+}
+
+// TestMemoIsExact schedules random pods on a mixed cluster, cycle after
+// cycle, and checks every Filter verdict and every score against what Check
+// and the scorer compute afresh, for each strategy.
+func TestMemoIsExact(t *testing.T) {
+	specs := []fixtures.Spec{
+		a100,
+		h100,
+		{Name: "h200", Product: "NVIDIA H200", GPUs: 4},
+		{Name: "h100-spread", Product: "NVIDIA H100 80GB HBM3", GPUs: 2, Replicas: 2},
+	}
+	requests := []map[string]int64{
+		{"nvidia.com/gpu": 1},
+		{"nvidia.com/gpu": 2},
+		{"nvidia.com/mig-1g.5gb": 1},
+		{"nvidia.com/mig-3g.20gb": 1},
+	}
+	for _, strategy := range []string{"binpack", "spread", "fragmentation-aware"} {
+		t.Run(strategy, func(t *testing.T) {
+			args := testArgs(strategy)
+			pl := newPlugin(t, testShared(newCache(t, specs...), args), args, nil)
+			rng := rand.New(rand.NewSource(1))
+			ctx := context.Background()
+			hits := 0
+			for i := 0; i < 60; i++ {
+				pod := gpuPod(fmt.Sprint("p", i), requests[rng.Intn(len(requests))])
+				pod.Spec.Containers[0].Resources.Requests = v1.ResourceList{v1.ResourceCPU: *resource.NewMilliQuantity(int64(rng.Intn(8000)), resource.DecimalSI)}
+				cs := cycle(t, pl, pod)
+				s, err := getState(cs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var fits []string
+				for _, spec := range specs {
+					ni := hostNodeInfo(spec.Name, int64(rng.Intn(64000)))
+					view := pl.shared.cache.View(spec.Name)
+					_, hit := pl.memo.fits(spec.Name, view.State, s.reqKey).scoreOf()
+					want := view.State.Check(s.req).OK()
+					if got := pl.Filter(ctx, cs, pod, ni).IsSuccess(); got != want {
+						t.Fatalf("cycle %d, %s: Filter says fits=%v, Check %v", i, spec.Name, got, want)
+					}
+					if !want {
+						continue
+					}
+					fits = append(fits, spec.Name)
+					score, st := pl.Score(ctx, cs, pod, ni)
+					if !st.IsSuccess() {
+						t.Fatal(st)
+					}
+					if w := freshScore(pl, s, view.State, ni); score != w {
+						t.Fatalf("cycle %d, %s: Score %d (memo hit %v), computed afresh %d", i, spec.Name, score, hit, w)
+					}
+					if hit {
+						hits++
+					}
+				}
+				if len(fits) > 0 && rng.Intn(3) > 0 {
+					node := fits[rng.Intn(len(fits))]
+					if st := pl.Reserve(ctx, cs, pod, node); !st.IsSuccess() {
+						t.Fatal(st)
+					}
+				}
+			}
+			if strategy != "fragmentation-aware" && hits == 0 {
+				t.Error("no score was served from the memo")
+			}
+			if strategy == "fragmentation-aware" && hits > 0 {
+				t.Errorf("%d fragmentation-aware scores served from the memo: they follow the mix", hits)
+			}
+		})
+	}
+}
+
+// TestMemoFollowsSnapshotsAndFreshness: a reservation replaces the node's
+// snapshot, so the next pod's verdict is computed again, and a node whose
+// heartbeat goes stale is rejected although its fit is remembered.
+func TestMemoFollowsSnapshotsAndFreshness(t *testing.T) {
+	clock := now
+	c := cache.New(cache.Options{StaleAfter: 40 * time.Second, Now: func() time.Time { return clock }})
+	one := fixtures.Spec{Name: "one", Product: "NVIDIA H200", GPUs: 1}
+	c.SetTopology("one", &cache.Topology{Node: fixtures.MustBuild(topology.NewCatalog(), one), State: "Ready"})
+	c.SetHeartbeat("one", now)
+	args := testArgs("binpack")
+	pl := newPlugin(t, testShared(c, args), args, nil)
+	ctx := context.Background()
+
+	first := gpuPod("first", map[string]int64{"nvidia.com/gpu": 1})
+	cs := cycle(t, pl, first)
+	if st := pl.Filter(ctx, cs, first, nodeInfo("one")); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	if st := pl.Reserve(ctx, cs, first, "one"); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	second := gpuPod("second", map[string]int64{"nvidia.com/gpu": 1})
+	if st := pl.Filter(ctx, cycle(t, pl, second), second, nodeInfo("one")); st.IsSuccess() {
+		t.Fatal("the only GPU is reserved, yet Filter admits a second pod: a stale memo entry")
+	}
+	pl.Unreserve(ctx, cs, first, "one")
+	if st := pl.Filter(ctx, cycle(t, pl, second), second, nodeInfo("one")); !st.IsSuccess() {
+		t.Fatalf("GPU released, Filter: %v", st)
+	}
+	clock = now.Add(time.Minute)
+	if st := pl.Filter(ctx, cycle(t, pl, second), second, nodeInfo("one")); st.IsSuccess() {
+		t.Fatal("stale node admitted from the memo")
+	}
+}
+
+// TestMemoSeparatesContainerLayouts: with failRequestsGreaterThanOne, two
+// replicas in one container are rejected while one replica in each of two
+// containers fit; the memo must not serve one for the other.
+func TestMemoSeparatesContainerLayouts(t *testing.T) {
+	spec := fixtures.Spec{Name: "ts", Product: "NVIDIA H100 80GB HBM3", GPUs: 1, Replicas: 4}
+	node := fixtures.MustBuild(topology.NewCatalog(), spec)
+	node.TimeSlicing.FailRequestsGreaterThanOne = true
+	c := cache.New(cache.Options{StaleAfter: 40 * time.Second, Now: func() time.Time { return now }})
+	c.SetTopology("ts", &cache.Topology{Node: node, State: "Ready"})
+	c.SetHeartbeat("ts", now)
+	args := testArgs("binpack")
+	pl := newPlugin(t, testShared(c, args), args, nil)
+	ctx := context.Background()
+
+	two := gpuPod("two-containers", map[string]int64{"nvidia.com/gpu": 1})
+	two.Spec.Containers = append(two.Spec.Containers, *two.Spec.Containers[0].DeepCopy())
+	two.Spec.Containers[1].Name = "second"
+	one := gpuPod("one-container", map[string]int64{"nvidia.com/gpu": 2})
+	if st := pl.Filter(ctx, cycle(t, pl, two), two, nodeInfo("ts")); !st.IsSuccess() {
+		t.Fatalf("one replica per container: %v", st)
+	}
+	if st := pl.Filter(ctx, cycle(t, pl, one), one, nodeInfo("ts")); st.IsSuccess() {
+		t.Fatal("two replicas in one container admitted under failRequestsGreaterThanOne")
+	}
+	r1, _ := podrequest.Parse(two, podrequest.Options{})
+	r2, _ := podrequest.Parse(one, podrequest.Options{})
+	if r1.String() != r2.String() || requestKey(r1) == requestKey(r2) {
+		t.Errorf("effective %q vs %q, keys %q vs %q: want equal effective requests, distinct keys", r1, r2, requestKey(r1), requestKey(r2))
+	}
+}
+
+// TestMemoIgnoresPreemptionOverlays: a nominated pod added by preemption's
+// dry run makes the cycle's view of the node a private copy, which is
+// checked, not looked up.
+func TestMemoIgnoresPreemptionOverlays(t *testing.T) {
+	one := fixtures.Spec{Name: "one", Product: "NVIDIA H200", GPUs: 1}
+	args := testArgs("binpack")
+	pl := newPlugin(t, testShared(newCache(t, one), args), args, nil)
+	ctx := context.Background()
+	pod := gpuPod("p", map[string]int64{"nvidia.com/gpu": 1})
+	if st := pl.Filter(ctx, cycle(t, pl, pod), pod, nodeInfo("one")); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	cs := cycle(t, pl, pod)
+	nominated := gpuPod("nominated", map[string]int64{"nvidia.com/gpu": 1})
+	pi, err := framework.NewPodInfo(nominated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := pl.AddPod(ctx, cs, pod, pi, nodeInfo("one")); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	if st := pl.Filter(ctx, cs, pod, nodeInfo("one")); st.IsSuccess() {
+		t.Fatal("the nominated pod holds the only GPU in this cycle's view, yet Filter admits the pod")
+	}
+}
+
+func TestMemoForgetsDeletedNodes(t *testing.T) {
+	args := testArgs("binpack")
+	s := testShared(newCache(t, h100), args)
+	pl := newPlugin(t, s, args, nil)
+	pod := gpuPod("p", map[string]int64{"nvidia.com/gpu": 1})
+	if st := pl.Filter(context.Background(), cycle(t, pl, pod), pod, nodeInfo("h100")); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	if _, ok := pl.memo.nodes.Load("h100"); !ok {
+		t.Fatal("no memo entry after a fitting Filter")
+	}
+	s.forgetNode("h100")
+	if _, ok := pl.memo.nodes.Load("h100"); ok {
+		t.Fatal("memo entry kept after the node's GPUNode was deleted")
+	}
+}

@@ -1,0 +1,112 @@
+package throughput
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// profile is one scheduler profile under test.
+type profile struct {
+	label         string // "stock" or "gpuslice", in the report
+	schedulerName string // the profile's schedulerName, set on the pods
+}
+
+const (
+	stockLabel        = "stock"
+	gpusliceLabel     = "gpuslice"
+	stockScheduler    = "default-scheduler"
+	gpusliceScheduler = "gpuslice-binpack"
+
+	// heartbeatTimeout replaces the shipped 40s: the benchmark renews no
+	// Lease (one heartbeat per node at setup), so the nodes must stay fresh
+	// for the whole run. Freshness is still checked in every Filter call.
+	heartbeatTimeout = time.Hour
+
+	// clientQPS is the scheduler's client rate limit (QPS and burst), as in
+	// scheduler_perf: the API server, not client-side throttling, limits.
+	clientQPS = 5000
+
+	// shippedConfig holds the ConfigMap with the shipped profiles.
+	shippedConfig = "manifests/scheduler/config.yaml"
+)
+
+// profiles are the profiles of a round, in the order they run.
+func profiles() []profile {
+	return []profile{{stockLabel, stockScheduler}, {gpusliceLabel, gpusliceScheduler}}
+}
+
+// schedulerConfig returns the KubeSchedulerConfiguration of the run: one
+// scheduler process with the stock default-scheduler profile (kube-scheduler's
+// default plugins, nothing changed) and the gpuslice-binpack profile exactly
+// as shipped in manifests/scheduler/config.yaml, except heartbeatTimeout
+// (see the constant). Client QPS and burst are clientQPS; no leader election.
+func schedulerConfig(repoRoot, kubeconfig string) (string, error) {
+	path := filepath.Join(repoRoot, shippedConfig)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the shipped scheduler configuration: %w", err)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(data, &cm); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	var shipped map[string]any
+	if err := yaml.Unmarshal([]byte(cm.Data["config.yaml"]), &shipped); err != nil {
+		return "", fmt.Errorf("%s: data.config.yaml: %w", path, err)
+	}
+	gp, err := shippedProfile(shipped, gpusliceScheduler)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if err := setGPUSliceArg(gp, "heartbeatTimeout", heartbeatTimeout.String()); err != nil {
+		return "", fmt.Errorf("%s: profile %s: %w", path, gpusliceScheduler, err)
+	}
+	cfg := map[string]any{
+		"apiVersion":       shipped["apiVersion"],
+		"kind":             shipped["kind"],
+		"clientConnection": map[string]any{"kubeconfig": kubeconfig, "qps": clientQPS, "burst": clientQPS},
+		"leaderElection":   map[string]any{"leaderElect": false},
+		"profiles":         []any{map[string]any{"schedulerName": stockScheduler}, gp},
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return "", fmt.Errorf("encoding the scheduler configuration: %w", err)
+	}
+	return string(out), nil
+}
+
+// shippedProfile returns the profile named name of a decoded configuration.
+func shippedProfile(cfg map[string]any, name string) (map[string]any, error) {
+	list, _ := cfg["profiles"].([]any)
+	for _, p := range list {
+		if m, ok := p.(map[string]any); ok && m["schedulerName"] == name {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("no profile %q", name)
+}
+
+// setGPUSliceArg sets one of the GPUSlice plugin's args in a decoded profile.
+func setGPUSliceArg(profile map[string]any, key string, value any) error {
+	list, _ := profile["pluginConfig"].([]any)
+	for _, pc := range list {
+		m, ok := pc.(map[string]any)
+		if !ok || m["name"] != "GPUSlice" {
+			continue
+		}
+		args, ok := m["args"].(map[string]any)
+		if !ok {
+			args = map[string]any{}
+			m["args"] = args
+		}
+		args[key] = value
+		return nil
+	}
+	return fmt.Errorf("no pluginConfig for GPUSlice")
+}
