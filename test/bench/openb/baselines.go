@@ -10,10 +10,11 @@ package openb
 //   - one score plugin enabled, weight 1000, every default kube-scheduler
 //     score plugin disabled; filters are the default ones (CPU, memory) plus
 //     Open-Gpu-Share (GPU model, GPU fit), i.e. NodeState.FitsResources;
-//   - kube-scheduler keeps the nodes with the highest total score and picks
-//     one of them uniformly at random (selectHost's reservoir sampling);
-//     scores are the plugins' int64 values, so every truncation to an
-//     integer the plugins do is kept here: it decides which nodes tie;
+//   - the node with the highest total score wins, the first in node order
+//     among equal scores (see hostPicker: that, not kube-scheduler's random
+//     draw, reproduces the published figures); scores are the plugins'
+//     int64 values, so every truncation to an integer the plugins do is
+//     kept here: it decides which nodes tie;
 //   - the GPU(s) on the chosen node are picked by Open-Gpu-Share's Reserve
 //     with the GpuSelMethod the artifact configures: "random" for Random,
 //     "best" (the default) for DotProd (its dimExtMethod is "merge", which
