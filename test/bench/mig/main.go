@@ -19,9 +19,10 @@ import (
 	"io"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/gpuslice/gpuslice/test/bench/benchutil"
 
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
@@ -43,7 +44,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
-	seedList, err := parseSeeds(*seeds)
+	seedList, err := benchutil.ParseSeeds(*seeds)
 	if err != nil {
 		return err
 	}
@@ -229,29 +230,4 @@ func profileCounts(profiles []string) string {
 		}
 	}
 	return strings.Join(parts, " + ")
-}
-
-func parseSeeds(s string) ([]int64, error) {
-	var out []int64
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.ParseInt(lo, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("--seeds: bad seed %q", part)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.ParseInt(hi, 10, 64); err != nil || b < a {
-				return nil, fmt.Errorf("--seeds: bad range %q", part)
-			}
-		}
-		for x := a; x <= b; x++ {
-			out = append(out, x)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("--seeds: none given")
-	}
-	return out, nil
 }

@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/gpuslice/gpuslice/test/bench/benchutil"
 )
 
 // TargetReduction is issue #6's target: gpuslice leaves at least this
@@ -61,7 +62,7 @@ func Summarize(policies []string, results []*Result) []Summary {
 			s.MinGPUs, s.MaxGPUs = min(s.MinGPUs, r.NonEmptyGPUs), max(s.MaxGPUs, r.NonEmptyGPUs)
 			s.MaxMispredicted = max(s.MaxMispredicted, r.Mispredicted)
 		}
-		s.NonEmptyNodes, s.NonEmptyGPUs, s.Unplaced = median(nodes), median(gpus), median(unplaced)
+		s.NonEmptyNodes, s.NonEmptyGPUs, s.Unplaced = benchutil.Median(nodes), benchutil.Median(gpus), benchutil.Median(unplaced)
 		out = append(out, s)
 	}
 	for i := range out {
@@ -176,18 +177,6 @@ func WriteUnplaced(w io.Writer, results []*Result) error {
 		}
 	}
 	return nil
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func num(x float64) string {

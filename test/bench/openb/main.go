@@ -9,11 +9,11 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gpuslice/gpuslice/test/bench/benchutil"
 
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 
@@ -49,7 +49,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	seedList, err := parseSeeds(*seeds)
+	seedList, err := benchutil.ParseSeeds(*seeds)
 	if err != nil {
 		return err
 	}
@@ -246,31 +246,6 @@ func withPercent(prof *schedconfig.KubeSchedulerProfile, percent int) *schedconf
 	return prof
 }
 
-func parseSeeds(s string) ([]int64, error) {
-	var out []int64
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.ParseInt(lo, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("--seeds: bad seed %q", part)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.ParseInt(hi, 10, 64); err != nil || b < a {
-				return nil, fmt.Errorf("--seeds: bad range %q", part)
-			}
-		}
-		for x := a; x <= b; x++ {
-			out = append(out, x)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("--seeds: none given")
-	}
-	return out, nil
-}
-
 func names(fs []Factory) []string {
 	out := make([]string, len(fs))
 	for i, f := range fs {
@@ -285,18 +260,6 @@ func gpuCount(nodes []Node) int {
 		n += x.GPUs
 	}
 	return n
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func seconds(d time.Duration) float64 { return d.Seconds() }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/gpuslice/gpuslice/test/bench/benchutil"
 	"github.com/gpuslice/gpuslice/test/bench/plot"
 )
 
@@ -36,7 +37,7 @@ func writeSummary(w io.Writer, factories []Factory, runs []*Run) error {
 			}
 		}
 		lo, hi := minMax(at100)
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f..%.2f\t%.0f\t%.1f\t%d\t\n", f.Name, len(secs), median(at100), median(at130), lo, hi, median(failed), median(secs), mis)
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f..%.2f\t%.0f\t%.1f\t%d\t\n", f.Name, len(secs), benchutil.Median(at100), benchutil.Median(at130), lo, hi, benchutil.Median(failed), benchutil.Median(secs), mis)
 	}
 	return tw.Flush()
 }
@@ -81,7 +82,7 @@ func writePlot(path string, runs []*Run, podsPath string) error {
 		s := plot.Series{Name: name}
 		for k, v := range vals {
 			if k.policy == name {
-				s.Points = append(s.Points, plot.Point{X: k.pct, Y: median(v)})
+				s.Points = append(s.Points, plot.Point{X: k.pct, Y: benchutil.Median(v)})
 			}
 		}
 		chart.Series = append(chart.Series, s)

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/gpuslice/gpuslice/test/bench/benchutil"
 	"github.com/gpuslice/gpuslice/test/cluster"
 )
 
@@ -155,7 +156,7 @@ func (res *phaseResult) timings(t *tracker, began time.Time, perSecond []float64
 	last := slices.MaxFunc(bound, func(a, b time.Time) int { return a.Compare(b) })
 	res.Seconds = last.Sub(began).Seconds()
 	res.PodsPerSecond = float64(res.Pods) / res.Seconds
-	res.MedianPodsPerSecond = median(perSecond)
+	res.MedianPodsPerSecond = benchutil.Median(perSecond)
 	e2e := make([]float64, len(bound))
 	for i := range bound {
 		e2e[i] = bound[i].Sub(t.createdAt[i]).Seconds()

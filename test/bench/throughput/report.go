@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/gpuslice/gpuslice/test/bench/benchutil"
 )
 
 // profileSummary is one profile's figures over all rounds: medians, with
@@ -52,7 +54,7 @@ func summarize(o *options, e *env, p profile, results []phaseResult) profileSumm
 		for i, r := range s.PerRound {
 			v[i] = f(r)
 		}
-		return median(v)
+		return benchutil.Median(v)
 	}
 	s.PodsPerSecond = med(func(r phaseResult) float64 { return r.PodsPerSecond })
 	s.MedianPodsPerSecond = med(func(r phaseResult) float64 { return r.MedianPodsPerSecond })
@@ -126,7 +128,7 @@ func roundRatiosText(stock, gs []phaseResult) string {
 		parts = append(parts, fmt.Sprintf("%.3f", r))
 	}
 	return fmt.Sprintf("per-round ratios (gpuslice ÷ stock pods/s): %s (median %.3f); throughput_ratio is median gpuslice pods/s ÷ median stock pods/s",
-		strings.Join(parts, " "), median(ratios))
+		strings.Join(parts, " "), benchutil.Median(ratios))
 }
 
 // atLeast marks a figure that is a lower limit.
