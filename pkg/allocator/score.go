@@ -127,7 +127,7 @@ func (sc *Scorer) ScoreHost(s *State, req *podrequest.Request, h HostFit) float6
 	case Spread:
 		return s.emptiness(req, wg, wn)
 	default:
-		return s.fullness(req, wg, wn)
+		return s.fullness(req, wg, wn) + scarcityWeight*s.scarcity(req)
 	}
 }
 
@@ -144,6 +144,35 @@ const sizeCost = 0.1
 func (s *State) fullness(req *podrequest.Request, wg, wn float64) float64 {
 	gpuFill, nodeFill, added := s.busyness(req)
 	return (wg*gpuFill+wn*nodeFill)/(wg+wn) - sizeCost*added
+}
+
+// scarcityWeight weighs, in binpack (not in fragmentation-aware's
+// tie-break), the share of the node's devices of
+// each requested resource that the pod takes: among nodes that are
+// otherwise alike (empty nodes, when a pod must open one), the pod goes
+// where its kind of device is scarce, and nodes rich in it stay free for
+// the pods that need many (a 1g pod opens an all-balanced A100 rather than
+// an all-1g one).
+const scarcityWeight = 0.01
+
+// scarcity is the mean over the requested resources of the request's share
+// of the node's healthy devices of that resource.
+func (s *State) scarcity(req *podrequest.Request) float64 {
+	n := s.node
+	sum, k := 0.0, 0
+	for i := range req.Effective {
+		rc := &req.Effective[i]
+		ri, ok := n.resIndex[rc.Name]
+		if !ok || rc.Count <= 0 || n.resources[ri].healthy == 0 {
+			continue
+		}
+		sum += min(float64(rc.Count)/float64(n.resources[ri].healthy), 1)
+		k++
+	}
+	if k == 0 {
+		return 0
+	}
+	return sum / float64(k)
 }
 
 // emptiness is spread's score: the opposite preference for GPUs and nodes,

@@ -32,8 +32,9 @@ func TestBinpackPrefersFullerGPUsThenNodes(t *testing.T) {
 		t.Fatalf("binpack full %v <= empty %v", f, e)
 	}
 	// The last free GPU of a node 3/4 busy: GPU term 0 (a whole GPU is
-	// never busy before), node term 0.75, one GPU consumed.
-	if got, want := sc.Score(full, w), (2*0+1*0.75)/3-sizeCost*1; math.Abs(got-want) > 1e-9 {
+	// never busy before), node term 0.75, one GPU consumed, one of the
+	// node's four GPUs taken.
+	if got, want := sc.Score(full, w), (2*0+1*0.75)/3-sizeCost*1+scarcityWeight*0.25; math.Abs(got-want) > 1e-9 {
 		t.Fatalf("score %v, want %v", got, want)
 	}
 	// The same nvidia.com/gpu request takes a quarter of a GPU on a
@@ -243,5 +244,18 @@ func TestMixLearnerDecaysAndForgets(t *testing.T) {
 		if math.IsNaN(cl.Weight) || math.IsInf(cl.Weight, 0) {
 			t.Fatalf("weight %v after long run", cl.Weight)
 		}
+	}
+}
+
+// Between empty nodes, binpack sends a pod where its kind of device is
+// scarce: a 1g.5gb pod opens an all-balanced A100 (two 1g.5gb per GPU)
+// rather than an all-1g.5gb one (seven per GPU).
+func TestBinpackPrefersScarceResourceAmongEmptyNodes(t *testing.T) {
+	sc := &Scorer{Strategy: Binpack}
+	balanced := compile(t, fixtures.Spec{Name: "balanced", Product: "NVIDIA A100-SXM4-40GB", GPUs: 2, MIG: balanced40})
+	ones := compile(t, fixtures.Spec{Name: "ones", Product: "NVIDIA A100-SXM4-40GB", GPUs: 2, MIG: []string{"1g.5gb", "1g.5gb", "1g.5gb", "1g.5gb", "1g.5gb", "1g.5gb", "1g.5gb"}})
+	r := req("nvidia.com/mig-1g.5gb", 1)
+	if b, o := sc.Score(balanced, r), sc.Score(ones, r); b <= o {
+		t.Errorf("empty all-balanced %v <= empty all-1g %v", b, o)
 	}
 }
