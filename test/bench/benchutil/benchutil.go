@@ -1,12 +1,15 @@
 // Package benchutil holds what the gpuslice-bench subcommands share:
-// parsing their --seeds flag and taking medians.
+// parsing their --seeds flag, running (policy, seed) jobs in parallel and
+// taking medians.
 package benchutil
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ParseSeeds parses a --seeds value: comma-separated seeds and inclusive
@@ -48,4 +51,52 @@ func Median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// RunAll runs fn(ctx, i) for i in [0, n), parallel at a time, and returns
+// the results by i. The first error cancels the rest and is returned.
+func RunAll[T any](ctx context.Context, n, parallel int, fn func(ctx context.Context, i int) (T, error)) ([]T, error) {
+	if parallel < 1 {
+		return nil, fmt.Errorf("parallel must be at least 1, not %d", parallel)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make([]T, n)
+	var (
+		once     sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	ch := make(chan int)
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ch {
+				r, err := fn(ctx, i)
+				if err != nil {
+					once.Do(func() { firstErr = err; cancel() })
+					continue
+				}
+				out[i] = r
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case ch <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

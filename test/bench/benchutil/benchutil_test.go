@@ -1,6 +1,8 @@
 package benchutil
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 )
@@ -23,5 +25,24 @@ func TestMedian(t *testing.T) {
 	xs := []float64{3, 1, 2}
 	if Median(xs) != 2 || xs[0] != 3 || Median([]float64{4, 1, 3, 2}) != 2.5 || Median(nil) != 0 {
 		t.Error("median")
+	}
+}
+
+func TestRunAll(t *testing.T) {
+	got, err := RunAll(context.Background(), 20, 3, func(_ context.Context, i int) (int, error) { return i * i, nil })
+	if err != nil || len(got) != 20 || got[7] != 49 {
+		t.Fatalf("RunAll = %v, %v", got, err)
+	}
+	_, err = RunAll(context.Background(), 20, 2, func(ctx context.Context, i int) (int, error) {
+		if i == 5 {
+			return 0, errors.New("job 5 failed")
+		}
+		return i, ctx.Err()
+	})
+	if err == nil || err.Error() != "job 5 failed" {
+		t.Errorf("error %v, want job 5's", err)
+	}
+	if _, err := RunAll(context.Background(), 1, 0, func(context.Context, int) (int, error) { return 0, nil }); err == nil {
+		t.Error("parallel 0 accepted")
 	}
 }

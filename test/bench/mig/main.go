@@ -20,7 +20,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/gpuslice/gpuslice/test/bench/benchutil"
 
@@ -112,59 +111,25 @@ func runAll(ctx context.Context, pols []Policy, cluster ClusterSpec, mix []Class
 	type job struct {
 		p    Policy
 		seed int64
-		pos  int
 	}
 	var jobs []job
 	for _, p := range pols {
 		for _, s := range seeds {
-			jobs = append(jobs, job{p: p, seed: s, pos: len(jobs)})
+			jobs = append(jobs, job{p: p, seed: s})
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make([]*Result, len(jobs))
-	var (
-		once     sync.Once
-		firstErr error
-	)
-	ch := make(chan job)
-	var wg sync.WaitGroup
-	for range parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range ch {
-				// Every run gets its own pod objects (same seed: same order).
-				pods, err := Workload(mix, nPods, j.seed)
-				if err == nil {
-					results[j.pos], err = Run(ctx, j.p, cluster, pods, j.seed)
-				}
-				if err != nil {
-					once.Do(func() {
-						firstErr = fmt.Errorf("%s seed %d: %w", j.p.Name, j.seed, err)
-						cancel()
-					})
-				}
+	return benchutil.RunAll(ctx, len(jobs), parallel, func(ctx context.Context, i int) (*Result, error) {
+		j := jobs[i]
+		// Every run gets its own pod objects (same seed: same order).
+		pods, err := Workload(mix, nPods, j.seed)
+		if err == nil {
+			var r *Result
+			if r, err = Run(ctx, j.p, cluster, pods, j.seed); err == nil {
+				return r, nil
 			}
-		}()
-	}
-feed:
-	for _, j := range jobs {
-		select {
-		case ch <- j:
-		case <-ctx.Done():
-			break feed
 		}
-	}
-	close(ch)
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return results, nil
+		return nil, fmt.Errorf("%s seed %d: %w", j.p.Name, j.seed, err)
+	})
 }
 
 // writeHeader describes the cluster, the mix and how much of each MIG

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gpuslice/gpuslice/test/bench/benchutil"
@@ -100,52 +99,18 @@ func replayAll(ctx context.Context, factories []Factory, seeds []int64, base Rep
 	type job struct {
 		f    Factory
 		seed int64
-		pos  int
 	}
 	var jobs []job
 	for _, f := range factories {
 		for _, s := range seeds {
-			jobs = append(jobs, job{f: f, seed: s, pos: len(jobs)})
+			jobs = append(jobs, job{f: f, seed: s})
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	runs := make([]*Run, len(jobs))
-	ch := make(chan job)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var firstErr error
-	for w := 0; w < parallel; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range ch {
-				o := base
-				o.Seed = j.seed
-				r, err := Replay(ctx, j.f, o)
-				if err != nil {
-					once.Do(func() { firstErr = err; cancel() })
-					continue
-				}
-				runs[j.pos] = r
-			}
-		}()
-	}
-	for _, j := range jobs {
-		select {
-		case ch <- j:
-		case <-ctx.Done():
-		}
-	}
-	close(ch)
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return runs, nil
+	return benchutil.RunAll(ctx, len(jobs), parallel, func(ctx context.Context, i int) (*Run, error) {
+		o := base
+		o.Seed = jobs[i].seed
+		return Replay(ctx, jobs[i].f, o)
+	})
 }
 
 // policyNames lists every policy in report order.
