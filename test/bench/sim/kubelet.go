@@ -50,11 +50,12 @@ func (s *Scheduler) Admit(ctx context.Context, pod *v1.Pod, d Decision) (*alloca
 		if !v.OK() {
 			return reject(v.Reason())
 		}
-		if err := dev.Apply(p.Devices()); err != nil {
+		devs := p.Devices()
+		if err := dev.Apply(devs); err != nil {
 			return reject(err.Error())
 		}
 		placement = p
-		if info, ok := s.gpuCache.Pod(pod.UID); ok && !sameDevices(info.Devices, p.Devices()) {
+		if info, ok := s.gpuCache.Pod(pod.UID); ok && !sameDevices(info.Devices, devs) {
 			s.stats.Mispredicted++
 		}
 	}
