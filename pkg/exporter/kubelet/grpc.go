@@ -144,10 +144,31 @@ func (u *unaryClient) call(ctx context.Context, method string, req []byte) ([]by
 		if errors.As(err, &ue) {
 			err = ue.Err // the method and socket are named by the caller
 		}
-		return nil, err
+		return nil, pastDeadline(ctx, err)
 	}
 	defer resp.Body.Close()
-	return readResponse(resp, u.maxMsgSize)
+	msg, err := readResponse(resp, u.maxMsgSize)
+	if err != nil {
+		return nil, pastDeadline(ctx, err)
+	}
+	return msg, nil
+}
+
+// pastDeadline reports a call that failed after its deadline as
+// DEADLINE_EXCEEDED, whatever the transport said. The server enforces the
+// grpc-timeout it was sent, which ends no earlier than this client's
+// deadline, and it may end the stream (RST_STREAM CANCEL) before this
+// client's own context timer has fired: gRPC's clients make the same
+// correction.
+func pastDeadline(ctx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok || time.Now().Before(deadline) {
+		return err
+	}
+	return &RPCError{Code: CodeDeadlineExceeded, Message: "deadline exceeded: " + err.Error()}
 }
 
 // readResponse reads a unary call's one message and its status.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
@@ -165,6 +166,34 @@ func TestServerDeadline(t *testing.T) {
 	}
 	if errors.Is(&RPCError{Code: CodeUnavailable}, context.DeadlineExceeded) {
 		t.Fatal("an UNAVAILABLE status is context.DeadlineExceeded")
+	}
+}
+
+// lateContext is a context whose deadline has passed but whose timer has not
+// fired yet: what a call sees when the server's RST_STREAM for the same
+// deadline arrives first.
+type lateContext struct{ context.Context }
+
+func (lateContext) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+func TestPastDeadline(t *testing.T) {
+	cancel := http2.StreamError{StreamID: 1, Code: http2.ErrCodeCancel}
+	if err := pastDeadline(lateContext{context.Background()}, cancel); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a stream reset after the deadline: %v, want DeadlineExceeded", err)
+	} else if !strings.Contains(err.Error(), "CANCEL") {
+		t.Errorf("error %q drops the transport's error", err)
+	}
+	ctx, stop := context.WithTimeout(context.Background(), time.Hour)
+	defer stop()
+	if err := pastDeadline(ctx, cancel); errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a stream reset before the deadline reported as %v", err)
+	}
+	if err := pastDeadline(context.Background(), cancel); errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a stream reset without a deadline reported as %v", err)
+	}
+	unavailable := &RPCError{Code: CodeUnavailable, Message: "down"}
+	if err := pastDeadline(ctx, unavailable); err != unavailable {
+		t.Errorf("an error before the deadline was changed to %v", err)
 	}
 }
 
