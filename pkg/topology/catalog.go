@@ -41,6 +41,19 @@ type Model struct {
 	ComputeSlices int
 	MemorySlices  int
 	Profiles      []Profile
+	// PCIDevices are the PCI device IDs of the GPUs with this geometry,
+	// including relatives the catalog has no NVML name for (A800, H800).
+	PCIDevices []PCIDevice
+}
+
+// PCIDevice is one PCI device ID of a model's GPUs.
+type PCIDevice struct {
+	// ID is the device ID then the vendor ID in hex, as mig-parted's
+	// device-filter writes it: "0x20B010DE".
+	ID string
+	// Product is the NVML device name of the GPUs with this ID, empty where
+	// the catalog does not know which of the model's names it is.
+	Product string
 }
 
 // Profile returns the profile with the given name.
@@ -67,17 +80,27 @@ func (m *Model) ProfileNames() []string {
 type Catalog struct {
 	models []*Model
 	byName map[string]*Model
+	// byPCI maps normalized PCI IDs to models, productPCI normalized NVML
+	// names to PCI IDs.
+	byPCI      map[string]*Model
+	productPCI map[string]string
 }
 
 // NewCatalog returns the catalog of every GPU model gpuslice knows. The facts
 // come from NVIDIA's MIG user guide and real `nvidia-smi mig -lgipp` output
 // (see shared/data/mig-profiles.yaml, which a test checks this table against).
 func NewCatalog() *Catalog {
-	c := &Catalog{byName: map[string]*Model{}}
+	c := &Catalog{byName: map[string]*Model{}, byPCI: map[string]*Model{}, productPCI: map[string]string{}}
 	for _, m := range builtinModels() {
 		c.models = append(c.models, m)
 		for _, n := range m.NVMLNames {
 			c.byName[normalizeProduct(n)] = m
+		}
+		for _, d := range m.PCIDevices {
+			c.byPCI[normalizePCIID(d.ID)] = m
+			if d.Product != "" {
+				c.productPCI[normalizeProduct(d.Product)] = d.ID
+			}
 		}
 	}
 	return c
@@ -102,6 +125,24 @@ func (c *Catalog) ModelByName(name string) (*Model, bool) {
 	}
 	return nil, false
 }
+
+// ModelByPCIDeviceID finds the model of a PCI device ID ("0x20B010DE",
+// device then vendor, as mig-parted's device-filter writes it). Matching
+// ignores case and surrounding space.
+func (c *Catalog) ModelByPCIDeviceID(id string) (*Model, bool) {
+	m, ok := c.byPCI[normalizePCIID(id)]
+	return m, ok
+}
+
+// PCIDeviceID returns the PCI device ID of the GPUs an NVML device name
+// stands for, as the model's PCIDevices list it, when the catalog knows it.
+// The product matches as in Lookup.
+func (c *Catalog) PCIDeviceID(product string) (string, bool) {
+	id, ok := c.productPCI[normalizeProduct(product)]
+	return id, ok
+}
+
+func normalizePCIID(id string) string { return strings.ToLower(strings.TrimSpace(id)) }
 
 func normalizeProduct(s string) string {
 	s = strings.ToLower(strings.TrimSpace(s))
@@ -139,34 +180,56 @@ func eightSliceModel(name string, nvmlNames []string, n eightSliceNames) *Model 
 	}
 }
 
+// withPCI sets a model's PCI device IDs.
+func withPCI(m *Model, devices ...PCIDevice) *Model {
+	m.PCIDevices = devices
+	return m
+}
+
+// builtinModels is the catalog. The PCI device IDs are those of
+// shared/data/mig-profiles.yaml (a test checks the two agree); a device's
+// Product is set only where the pairing of NVML name and ID is established
+// (the products the MIG benchmark builds nodes of and their PCIe/SXM
+// siblings).
 func builtinModels() []*Model {
 	return []*Model{
-		eightSliceModel("A100-40GB",
+		withPCI(eightSliceModel("A100-40GB",
 			[]string{"NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB"},
 			eightSliceNames{"1g.5gb", "1g.5gb+me", "1g.10gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb", 4864, 9851, 19968, 40192}),
-		eightSliceModel("A100-80GB",
+			PCIDevice{"0x20B010DE", "NVIDIA A100-SXM4-40GB"}, PCIDevice{"0x20B110DE", "NVIDIA A100-PCIE-40GB"},
+			PCIDevice{ID: "0x20F110DE"}, PCIDevice{ID: "0x20F610DE"}), // A800-40GB
+		withPCI(eightSliceModel("A100-80GB",
 			[]string{"NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe"},
 			eightSliceNames{"1g.10gb", "1g.10gb+me", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb", 9984, 19968, 40192, 80896}),
-		eightSliceModel("H100-80GB",
+			PCIDevice{"0x20B210DE", "NVIDIA A100-SXM4-80GB"}, PCIDevice{"0x20B510DE", "NVIDIA A100 80GB PCIe"},
+			PCIDevice{ID: "0x20F310DE"}, PCIDevice{ID: "0x20F510DE"}), // A800 SXM4 80GB, A800 80GB PCIe
+		withPCI(eightSliceModel("H100-80GB",
 			[]string{"NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe"},
 			eightSliceNames{"1g.10gb", "1g.10gb+me", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb", 9851, 19968, 40192, 81152}),
-		eightSliceModel("H100-94GB",
+			PCIDevice{"0x233010DE", "NVIDIA H100 80GB HBM3"}, PCIDevice{"0x233110DE", "NVIDIA H100 PCIe"},
+			PCIDevice{ID: "0x232210DE"}, PCIDevice{ID: "0x232410DE"}), // H800 PCIe, H800 SXM
+		withPCI(eightSliceModel("H100-94GB",
 			[]string{"NVIDIA H100 NVL"},
 			eightSliceNames{"1g.12gb", "1g.12gb+me", "1g.24gb", "2g.24gb", "3g.47gb", "4g.47gb", "7g.94gb", 11444, 22888, 44823, 95355}),
-		eightSliceModel("GH200-96GB",
+			PCIDevice{ID: "0x232110DE"}, PCIDevice{ID: "0x233A10DE"}), // H800 NVL
+		withPCI(eightSliceModel("GH200-96GB",
 			[]string{"NVIDIA GH200 480GB"},
 			eightSliceNames{"1g.12gb", "1g.12gb+me", "1g.24gb", "2g.24gb", "3g.48gb", "4g.48gb", "7g.96gb", 11444, 22888, 45776, 91553}),
-		eightSliceModel("GH200-144GB",
+			PCIDevice{ID: "0x234210DE"}, PCIDevice{ID: "0x233D10DE"}, PCIDevice{ID: "0x20B610DE"}, PCIDevice{ID: "0x232910DE"}), // -, H100 96GB, PG506-96GB, -
+		withPCI(eightSliceModel("GH200-144GB",
 			[]string{"NVIDIA GH200 144G HBM3e"},
 			eightSliceNames{"1g.18gb", "1g.18gb+me", "1g.36gb", "2g.36gb", "3g.72gb", "4g.72gb", "7g.144gb", 17166, 34332, 68665, 137329}),
+			PCIDevice{ID: "0x234810DE"}),
 		// "NVIDIA H200 141GB HBM3e" is the name go-nvml's mock reports; real
 		// drivers report "NVIDIA H200".
-		eightSliceModel("H200-141GB",
+		withPCI(eightSliceModel("H200-141GB",
 			[]string{"NVIDIA H200", "NVIDIA H200 NVL", "NVIDIA H200 141GB HBM3e"},
 			eightSliceNames{"1g.18gb", "1g.18gb+me", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb", 17166, 33379, 67711, 134468}),
-		eightSliceModel("B200",
+			PCIDevice{ID: "0x233510DE"}, PCIDevice{ID: "0x233B10DE"}), // -, H200 NVL
+		withPCI(eightSliceModel("B200",
 			[]string{"NVIDIA B200"},
 			eightSliceNames{"1g.23gb", "1g.23gb+me", "1g.45gb", "2g.45gb", "3g.90gb", "4g.90gb", "7g.180gb", 21935, 42915, 85831, 171661}),
+			PCIDevice{ID: "0x290110DE"}),
 		{
 			Name:          "A30-24GB",
 			NVMLNames:     []string{"NVIDIA A30"},
@@ -179,6 +242,7 @@ func builtinModels() []*Model {
 				{Name: "2g.12gb+me", ID: 6, ComputeSlices: 2, MemorySlices: 2, MemoryMiB: 11971, MaxInstances: 1, Placements: []int{0, 2}, MediaExtensions: true},
 				{Name: "4g.24gb", ID: 0, ComputeSlices: 4, MemorySlices: 4, MemoryMiB: 24064, MaxInstances: 1, Placements: []int{0}},
 			},
+			PCIDevices: []PCIDevice{{ID: "0x20B710DE"}},
 		},
 	}
 }

@@ -331,3 +331,123 @@ func TestCatalogLookupNormalization(t *testing.T) {
 		t.Error("ModelByName(nope) found a model")
 	}
 }
+
+// normPCI normalizes a PCI ID of mig-profiles.yaml, which may carry a note:
+// "0x20F610DE (A800-40GB)" -> "0x20f610de".
+func normPCI(id string) string { return strings.ToLower(stripNote(id)) }
+
+// TestCatalogPCIDevicesMatchMIGProfilesData checks the catalog's PCI device
+// IDs against shared/data/mig-profiles.yaml: each model lists exactly the IDs
+// of its entry there, and no ID belongs to two models.
+func TestCatalogPCIDevicesMatchMIGProfilesData(t *testing.T) {
+	data := loadMIGProfiles(t)
+	cat := topology.NewCatalog()
+	owner := map[string]*topology.Model{}
+	for _, g := range data.GPUs {
+		if len(g.NVMLNames) == 0 {
+			continue
+		}
+		m, ok := cat.Lookup(stripNote(g.NVMLNames[0]))
+		if !ok {
+			t.Errorf("mig-profiles.yaml GPU %q not in the catalog", g.NVMLNames[0])
+			continue
+		}
+		var want []string
+		for _, id := range g.PCIDeviceIDs {
+			key := normPCI(id)
+			if prev, dup := owner[key]; dup && prev != m {
+				t.Errorf("PCI ID %s maps to both %s and %s", id, prev.Name, m.Name)
+			}
+			owner[key] = m
+			want = append(want, key)
+			if got, ok := cat.ModelByPCIDeviceID(stripNote(id)); !ok || got != m {
+				t.Errorf("ModelByPCIDeviceID(%s) = %v, %v; want %s", id, got, ok, m.Name)
+			}
+		}
+		var got []string
+		for _, d := range m.PCIDevices {
+			got = append(got, normPCI(d.ID))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: catalog PCI IDs %v, mig-profiles.yaml %v", m.Name, got, want)
+		}
+	}
+	if len(owner) == 0 {
+		t.Fatal("no PCI device IDs in mig-profiles.yaml")
+	}
+}
+
+// TestPCIDeviceIDs checks the PCI IDs of the products the MIG benchmark
+// builds nodes of (and their siblings) against shared/data/mig-profiles.yaml.
+func TestPCIDeviceIDs(t *testing.T) {
+	data := loadMIGProfiles(t)
+	cat := topology.NewCatalog()
+	for _, product := range []string{
+		"NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB", "NVIDIA A100-SXM4-80GB",
+		"NVIDIA A100 80GB PCIe", "NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe",
+	} {
+		id, ok := cat.PCIDeviceID(product)
+		if !ok {
+			t.Errorf("%s: no PCI ID", product)
+			continue
+		}
+		found := false
+		for _, g := range data.GPUs {
+			if !slices.Contains(g.NVMLNames, product) {
+				continue
+			}
+			for _, s := range g.PCIDeviceIDs {
+				if fields := strings.Fields(s); len(fields) > 0 && strings.EqualFold(fields[0], id) {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: PCI ID %s not listed for it in mig-profiles.yaml", product, id)
+		}
+	}
+	if _, ok := cat.PCIDeviceID("NVIDIA Tesla T4"); ok {
+		t.Error("PCI ID for a product the benchmark does not build")
+	}
+}
+
+// TestCatalogPCIDevicesSelfConsistent checks the catalog's PCI table without
+// the reference data: a device's product is one of its model's NVML names
+// and maps back to the device's ID.
+func TestCatalogPCIDevicesSelfConsistent(t *testing.T) {
+	cat := topology.NewCatalog()
+	seen := map[string]string{}
+	for _, m := range cat.Models() {
+		if len(m.PCIDevices) == 0 {
+			t.Errorf("%s: no PCI device IDs", m.Name)
+		}
+		for _, d := range m.PCIDevices {
+			if len(d.ID) != 10 || !strings.HasPrefix(d.ID, "0x") || !strings.HasSuffix(d.ID, "10DE") {
+				t.Errorf("%s: PCI ID %q is not 0x<device>10DE", m.Name, d.ID)
+			}
+			if prev, dup := seen[d.ID]; dup {
+				t.Errorf("PCI ID %s in %s and %s", d.ID, prev, m.Name)
+			}
+			seen[d.ID] = m.Name
+			for _, id := range []string{d.ID, strings.ToLower(d.ID), " " + d.ID + " "} {
+				if got, ok := cat.ModelByPCIDeviceID(id); !ok || got != m {
+					t.Errorf("ModelByPCIDeviceID(%q) = %v, %v; want %s", id, got, ok, m.Name)
+				}
+			}
+			if d.Product == "" {
+				continue
+			}
+			if !slices.Contains(m.NVMLNames, d.Product) {
+				t.Errorf("%s: PCI ID %s has product %q, not one of %v", m.Name, d.ID, d.Product, m.NVMLNames)
+			}
+			for _, p := range []string{d.Product, strings.TrimPrefix(d.Product, "NVIDIA "), strings.ToUpper(d.Product)} {
+				if id, ok := cat.PCIDeviceID(p); !ok || id != d.ID {
+					t.Errorf("PCIDeviceID(%q) = %q, %v; want %s", p, id, ok, d.ID)
+				}
+			}
+		}
+	}
+	if _, ok := cat.ModelByPCIDeviceID("0x1EB810DE"); ok { // Tesla T4
+		t.Error("ModelByPCIDeviceID found a model for a T4")
+	}
+}

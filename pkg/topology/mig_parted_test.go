@@ -2,81 +2,13 @@ package topology_test
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
-
-// migPartedFile is NVIDIA mig-parted's config-default.yaml.
-type migPartedFile struct {
-	Version    string                      `json:"version"`
-	MIGConfigs map[string][]migPartedEntry `json:"mig-configs"`
-}
-
-type migPartedEntry struct {
-	// DeviceFilter is a PCI ID string or a list of them; nil when absent.
-	DeviceFilter any            `json:"device-filter"`
-	Devices      any            `json:"devices"`
-	MIGEnabled   bool           `json:"mig-enabled"`
-	MIGDevices   map[string]int `json:"mig-devices"`
-}
-
-func (e *migPartedEntry) filter() ([]string, error) {
-	switch f := e.DeviceFilter.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		return []string{f}, nil
-	case []any:
-		out := make([]string, 0, len(f))
-		for _, v := range f {
-			s, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("device-filter element %v (%T) is not a string", v, v)
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("device-filter %v has type %T", f, f)
-	}
-}
-
-func normPCI(id string) string { return strings.ToLower(stripNote(id)) }
-
-// pciModels maps the PCI device IDs of mig-profiles.yaml to catalog models.
-func pciModels(t *testing.T, cat *topology.Catalog) map[string]*topology.Model {
-	t.Helper()
-	data := loadMIGProfiles(t)
-	out := map[string]*topology.Model{}
-	for _, g := range data.GPUs {
-		if len(g.NVMLNames) == 0 {
-			continue
-		}
-		m, ok := cat.Lookup(stripNote(g.NVMLNames[0]))
-		if !ok {
-			t.Errorf("mig-profiles.yaml GPU %q not in the catalog", g.NVMLNames[0])
-			continue
-		}
-		for _, id := range g.PCIDeviceIDs {
-			key := normPCI(id)
-			if prev, dup := out[key]; dup && prev != m {
-				t.Errorf("PCI ID %s maps to both %s and %s", id, prev.Name, m.Name)
-			}
-			out[key] = m
-		}
-	}
-	if len(out) == 0 {
-		t.Fatal("no PCI device IDs in mig-profiles.yaml")
-	}
-	return out
-}
 
 // placeLayout turns profile counts into concrete placements: largest profile
 // first (memory slices, then compute slices, then name), each at the lowest
@@ -168,41 +100,18 @@ func placeLayout(m *topology.Model, counts map[string]int) (layout []topology.GP
 
 func TestMIGPartedDefaultLayoutsAreValid(t *testing.T) {
 	path := sharedDataFile(t, "mig-parted-config-default.yaml")
-	raw, err := os.ReadFile(path)
+	cfg, err := topology.LoadMIGParted(path)
 	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	var cfg migPartedFile
-	if err := yaml.Unmarshal(raw, &cfg); err != nil {
-		t.Fatalf("parse %s: %v", path, err)
-	}
-	if cfg.Version != "v1" || len(cfg.MIGConfigs) == 0 {
-		t.Fatalf("%s: version %q, %d mig-configs", path, cfg.Version, len(cfg.MIGConfigs))
+		t.Fatal(err)
 	}
 
 	cat := topology.NewCatalog()
-	byPCI := pciModels(t, cat)
-
-	names := make([]string, 0, len(cfg.MIGConfigs))
-	for n := range cfg.MIGConfigs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-
 	checked, empty, backtracked := 0, 0, 0
 	perModel := map[string][]string{}
 	unknownPCI := map[string]bool{}
-	for _, name := range names {
-		for ei, e := range cfg.MIGConfigs[name] {
+	for _, name := range cfg.ConfigNames() {
+		for ei, e := range cfg.Configs[name] {
 			if !e.MIGEnabled {
-				continue
-			}
-			if d, ok := e.Devices.(string); ok && d != "all" {
-				t.Errorf("%s[%d]: devices %q", name, ei, d)
-			}
-			filter, err := e.filter()
-			if err != nil {
-				t.Errorf("%s[%d]: %v", name, ei, err)
 				continue
 			}
 
@@ -210,34 +119,9 @@ func TestMIGPartedDefaultLayoutsAreValid(t *testing.T) {
 			// exactly its devices: every profile it names must exist there.
 			// An unfiltered one applies to each model that has all its
 			// profiles (the file mixes layouts of many GPU generations).
-			var models []*topology.Model
-			strict := filter != nil
-			if strict {
-				seen := map[*topology.Model]bool{}
-				for _, id := range filter {
-					m, ok := byPCI[normPCI(id)]
-					if !ok {
-						unknownPCI[id] = true
-						continue
-					}
-					if !seen[m] {
-						seen[m] = true
-						models = append(models, m)
-					}
-				}
-			} else {
-				for _, m := range cat.Models() {
-					has := true
-					for p := range e.MIGDevices {
-						if _, ok := m.Profile(p); !ok {
-							has = false
-							break
-						}
-					}
-					if has {
-						models = append(models, m)
-					}
-				}
+			models, unknown := e.Models(cat)
+			for _, id := range unknown {
+				unknownPCI[id] = true
 			}
 
 			for _, m := range models {
