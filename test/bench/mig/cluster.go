@@ -92,7 +92,7 @@ func DefaultCluster() ClusterSpec {
 }
 
 // Resolve fills every GPU group's Profiles from its mig-parted layout.
-func (c ClusterSpec) Resolve(cat *topology.Catalog, parted *MIGParted) (ClusterSpec, error) {
+func (c ClusterSpec) Resolve(cat *topology.Catalog, parted *topology.MIGParted) (ClusterSpec, error) {
 	out := c
 	out.Groups = append([]NodeGroup(nil), c.Groups...)
 	for i := range out.Groups {

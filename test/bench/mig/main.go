@@ -51,7 +51,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("--parallel and --pods must be at least 1")
 	}
 	cluster := DefaultCluster()
-	parted, err := LoadMIGParted(*partedPath)
+	parted, err := topology.LoadMIGParted(*partedPath)
 	if err != nil {
 		return err
 	}

@@ -1,19 +1,17 @@
 package mig
 
 import (
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
 func TestLayoutFromMIGParted(t *testing.T) {
-	parted, err := LoadMIGParted(sharedDataFile(t, "mig-parted-config-default.yaml"))
+	parted, err := topology.LoadMIGParted(sharedDataFile(t, "mig-parted-config-default.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,51 +83,6 @@ func TestLayoutFromMIGParted(t *testing.T) {
 				t.Errorf("node %s: allocatable %s = %s, device plugin advertises %d", n.Node.Name, r, q.String(), c)
 			}
 		}
-	}
-}
-
-// TestPCIDeviceIDs checks the benchmark's PCI IDs against
-// shared/data/mig-profiles.yaml.
-func TestPCIDeviceIDs(t *testing.T) {
-	raw, err := os.ReadFile(sharedDataFile(t, "mig-profiles.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		GPUs []struct {
-			NVMLNames    []string `json:"nvml_names"`
-			PCIDeviceIDs []string `json:"pci_device_ids"`
-		} `json:"gpus"`
-	}
-	if err := yaml.Unmarshal(raw, &f); err != nil {
-		t.Fatal(err)
-	}
-	for _, product := range []string{
-		"NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB", "NVIDIA A100-SXM4-80GB",
-		"NVIDIA A100 80GB PCIe", "NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe",
-	} {
-		id, ok := PCIDeviceID(product)
-		if !ok {
-			t.Errorf("%s: no PCI ID", product)
-			continue
-		}
-		found := false
-		for _, g := range f.GPUs {
-			if !slices.Contains(g.NVMLNames, product) {
-				continue
-			}
-			for _, s := range g.PCIDeviceIDs {
-				if fields := strings.Fields(s); len(fields) > 0 && strings.EqualFold(fields[0], id) {
-					found = true
-				}
-			}
-		}
-		if !found {
-			t.Errorf("%s: PCI ID %s not listed for it in mig-profiles.yaml", product, id)
-		}
-	}
-	if _, ok := PCIDeviceID("NVIDIA Tesla T4"); ok {
-		t.Error("PCI ID for a product the benchmark does not build")
 	}
 }
 
