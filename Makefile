@@ -126,6 +126,7 @@ bench-mig:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./pkg/podrequest/
 	$(GO) test -run='^$$' -fuzz=FuzzValidateLayout -fuzztime=$(FUZZTIME) ./pkg/topology/
+	$(GO) test -run='^$$' -fuzz=FuzzParseMIGParted -fuzztime=$(FUZZTIME) ./pkg/topology/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./pkg/exporter/dpconfig/
 
 clean:
