@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
-	"github.com/gpuslice/gpuslice/pkg/exporter"
+	"github.com/gpuslice/gpuslice/pkg/exporter/agent"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/test/framework"
@@ -114,7 +114,7 @@ func CreateGPUNode(ctx context.Context, kube kubernetes.Interface, gpu versioned
 func PublishTopology(ctx context.Context, gpu versioned.Interface, topo *topology.Node, state gpusliceapi.NodeState, message string, allocations []gpusliceapi.PodAllocation) error {
 	spec := gpusliceapi.SpecFromTopology(topo)
 	spec.State, spec.Message, spec.Allocations = state, message, allocations
-	spec.Summary = exporter.Summarize(topo, allocations)
+	spec.Summary = agent.Summarize(topo, allocations)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := gpu.GpusliceV1alpha1().GPUNodes().Get(ctx, topo.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {

@@ -17,6 +17,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet"
 	"github.com/gpuslice/gpuslice/pkg/exporter/podresources"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
@@ -61,8 +62,10 @@ func (k *FakeKubelet) SetTopology(topo *topology.Node) {
 	k.mu.Unlock()
 }
 
-// List reports the devices of every pod, as the PodResources API does.
-func (k *FakeKubelet) List(context.Context) ([]podresources.PodDevices, error) {
+// List reports the devices of every pod, as the PodResources API does, in
+// the types of the exporter's PodResources client (kubelet.Client.List): a
+// FakeKubelet is the exporter's allocation source.
+func (k *FakeKubelet) List(context.Context) ([]kubelet.PodDevices, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	out := make([]podresources.PodDevices, 0, len(k.pods))
@@ -70,7 +73,7 @@ func (k *FakeKubelet) List(context.Context) ([]podresources.PodDevices, error) {
 		out = append(out, podresources.PodDevices{Namespace: p.namespace, Name: p.name, Containers: p.containers})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Namespace+"/"+out[i].Name < out[j].Namespace+"/"+out[j].Name })
-	return out, nil
+	return podresources.ToKubelet(out), nil
 }
 
 // Devices returns what the kubelet gave a pod.

@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/gpuslice/gpuslice/pkg/exporter"
+	"github.com/gpuslice/gpuslice/pkg/exporter/agent"
 	"github.com/gpuslice/gpuslice/pkg/exporter/dpconfig"
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml"
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml/fake"
@@ -32,7 +32,7 @@ type SimNode struct {
 
 	kube kubernetes.Interface
 	gpu  versioned.Interface
-	opts exporter.Options
+	opts agent.Options
 
 	mu     sync.Mutex
 	config *dpconfig.Config
@@ -98,7 +98,7 @@ func StartSimNode(ctx context.Context, kube kubernetes.Interface, gpu versioned.
 	}
 	n.Kubelet = NewFakeKubelet(kube, topo, o.Seed)
 	go n.Kubelet.Run(ctx)
-	n.opts = exporter.Options{
+	n.opts = agent.Options{
 		NodeName: spec.Name, LeaseNamespace: LeaseNamespace,
 		HeartbeatInterval: o.HeartbeatInterval, PollInterval: o.PollInterval, Resync: o.Resync,
 		MinWriteInterval: 100 * time.Millisecond,
@@ -115,7 +115,7 @@ func (n *SimNode) Topology() (*topology.Node, error) {
 	n.mu.Lock()
 	cfg := n.config
 	n.mu.Unlock()
-	spec := exporter.Desired(topology.NewCatalog(), exporter.Inputs{NodeName: n.Spec.Name, Snapshot: snap, Config: cfg})
+	spec := agent.Desired(topology.NewCatalog(), agent.Inputs{NodeName: n.Spec.Name, Snapshot: snap, Config: cfg})
 	if spec.State != "Ready" {
 		return nil, fmt.Errorf("node %s: %s", n.Spec.Name, spec.Message)
 	}
@@ -134,7 +134,14 @@ func (n *SimNode) StartExporter(ctx context.Context) error {
 		defer n.mu.Unlock()
 		return n.config, nil
 	}
-	agent, err := exporter.New(n.opts, n.kube, n.gpu, nvml.NewReader(n.NVML.Interface()), n.Kubelet, cfgFn, nil)
+	// The REST clients of the clientsets' groups, as the exporter's binary
+	// builds them with agent.NewClients.
+	clients := agent.Clients{
+		Core:         n.kube.CoreV1().RESTClient(),
+		Coordination: n.kube.CoordinationV1().RESTClient(),
+		GPUSlice:     n.gpu.GpusliceV1alpha1().RESTClient(),
+	}
+	a, err := agent.New(n.opts, clients, nvml.NewReader(n.NVML.Interface()), n.Kubelet, cfgFn, nil)
 	if err != nil {
 		return err
 	}
@@ -142,7 +149,7 @@ func (n *SimNode) StartExporter(ctx context.Context) error {
 	n.cancel, n.done = cancel, make(chan struct{})
 	go func(done chan struct{}) {
 		defer close(done)
-		_ = agent.Run(actx)
+		_ = a.Run(actx)
 	}(n.done)
 	return nil
 }
@@ -212,7 +219,7 @@ func (n *SimNode) setMIGConfigState(ctx context.Context, state string) error {
 		if err != nil {
 			return err
 		}
-		node.Labels[exporter.MIGConfigStateLabel] = state
+		node.Labels[agent.MIGConfigStateLabel] = state
 		_, err = n.kube.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
 		return err
 	})
