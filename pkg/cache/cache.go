@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -41,6 +42,10 @@ type nodeEntry struct {
 	pods    map[types.UID]*podRecord
 	snap    *allocator.State
 	gen     uint64
+	// cur is what View reads, without e.mu: snap, gen, blocked and
+	// heartbeat as of their last change (see publish). Filter reads it for
+	// hundreds of nodes per pod, from several goroutines at once.
+	cur atomic.Pointer[published]
 	// unplaced counts records whose devices could not be placed without
 	// double-booking; they hold nothing.
 	unplaced int
@@ -150,26 +155,71 @@ func (c *Cache) View(name string) NodeView {
 	if e == nil {
 		return NodeView{Freshness: Freshness{Reason: fmt.Sprintf("no GPU topology published for node %s (is the gpuslice exporter running there?)", name)}}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return NodeView{State: e.snap, Freshness: e.freshness(c.opts.Now(), c.opts.StaleAfter), Generation: e.gen}
+	return c.view(e)
 }
 
-// freshness says whether the node may take GPU pods at now. The caller
-// holds e.mu.
-func (e *nodeEntry) freshness(now time.Time, staleAfter time.Duration) Freshness {
-	if e.blocked != "" {
-		return Freshness{Reason: e.blocked}
+func (c *Cache) view(e *nodeEntry) NodeView {
+	p := e.cur.Load()
+	return NodeView{State: p.snap, Freshness: p.freshness(e.name, c.opts.Now(), c.opts.StaleAfter), Generation: p.gen}
+}
+
+// published is an immutable copy of what a node's view is made of.
+type published struct {
+	snap      *allocator.State
+	gen       uint64
+	blocked   string
+	heartbeat time.Time
+}
+
+// publish makes the entry's current state what View sees. The caller holds
+// e.mu (or e is not shared yet) and calls it after every change of snap,
+// gen, blocked or heartbeat: setBlocked, rebuild and Assume do.
+func (e *nodeEntry) publish() {
+	e.cur.Store(&published{snap: e.snap, gen: e.gen, blocked: e.blocked, heartbeat: e.heartbeat})
+}
+
+// Handle is a node's entry, looked up once. The cache never drops or
+// replaces an entry, so a handle stays valid for the cache's life, and a
+// View through it costs no lookup by name and takes no lock: the scheduler
+// plugin keeps one per node for Filter, which runs for hundreds of nodes per
+// pod.
+type Handle struct {
+	c *Cache
+	e *nodeEntry
+}
+
+// Handle returns the node's handle. For a node the cache knows nothing of
+// yet it adds an entry, which takes no GPU pods until the node's exporter
+// publishes (View says so).
+func (c *Cache) Handle(name string) Handle {
+	c.mu.RLock()
+	e := c.entry(name, false)
+	c.mu.RUnlock()
+	if e == nil {
+		c.mu.Lock()
+		e = c.entry(name, true)
+		c.mu.Unlock()
 	}
-	if staleAfter > 0 && now.Sub(e.heartbeat) > staleAfter {
+	return Handle{c: c, e: e}
+}
+
+// View is Cache.View of the handle's node.
+func (h Handle) View() NodeView { return h.c.view(h.e) }
+
+// freshness says whether the node may take GPU pods at now.
+func (p *published) freshness(node string, now time.Time, staleAfter time.Duration) Freshness {
+	if p.blocked != "" {
+		return Freshness{Reason: p.blocked}
+	}
+	if staleAfter > 0 && now.Sub(p.heartbeat) > staleAfter {
 		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is stale: last exporter heartbeat %s ago (limit %s)",
-			e.name, now.Sub(e.heartbeat).Round(time.Second), staleAfter)}
+			node, now.Sub(p.heartbeat).Round(time.Second), staleAfter)}
 	}
 	return Freshness{Usable: true}
 }
 
-// setBlocked recomputes e.blocked. The caller holds e.mu (or e is not
-// shared yet).
+// setBlocked recomputes e.blocked and publishes. The caller holds e.mu (or
+// e is not shared yet).
 func (e *nodeEntry) setBlocked() {
 	switch {
 	case e.topo == nil:
@@ -187,6 +237,7 @@ func (e *nodeEntry) setBlocked() {
 	default:
 		e.blocked = ""
 	}
+	e.publish()
 }
 
 // PodUpdate is what the cache needs of a pod from the informer.
@@ -335,6 +386,7 @@ func (c *Cache) Assume(uid types.UID, namespace, name string, req *podrequest.Re
 	e.pods[uid] = &podRecord{uid: uid, namespace: namespace, name: name, phase: Assumed, req: req, claimed: p, devices: devs, predicted: true, order: seq}
 	e.snap = next
 	e.gen++
+	e.publish()
 	return nil
 }
 

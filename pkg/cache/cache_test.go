@@ -329,3 +329,45 @@ func TestBindKeepsSnapshotUnlessDevicesDiffer(t *testing.T) {
 		t.Fatalf("bind with other devices: %+v", info)
 	}
 }
+
+// A handle taken once sees every later change of its node, as View does:
+// topology, heartbeat and reservations.
+func TestHandleFollowsTheNode(t *testing.T) {
+	c, clk := newCache(t)
+	h := c.Handle("ts") // a node the cache has never seen
+	if v := h.View(); v.Freshness.Usable || v.State != nil || !strings.Contains(v.Freshness.Reason, "no GPU topology published for node ts") {
+		t.Fatalf("unknown node: %+v", v)
+	}
+	c.SetHeartbeat("ts", clk.now)
+	if v := h.View(); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "no GPU topology published for node ts") {
+		t.Fatalf("before its topology: %+v", v.Freshness)
+	}
+	c.SetTopology("ts", &Topology{Node: fixtures.MustBuild(topology.NewCatalog(), ts4), State: "Ready"})
+	same := func(when string) {
+		t.Helper()
+		hv, cv := h.View(), c.View("ts")
+		if hv.State != cv.State || hv.Generation != cv.Generation || hv.Freshness != cv.Freshness {
+			t.Fatalf("%s: handle sees %+v, View %+v", when, hv, cv)
+		}
+	}
+	same("after its topology")
+	if !h.View().Freshness.Usable {
+		t.Fatal(h.View().Freshness.Reason)
+	}
+	gen := h.View().Generation
+	r := req("nvidia.com/gpu", 1)
+	if err := c.Assume("uid-1", "default", "p", r, placeOn(t, c, "ts", r)); err != nil {
+		t.Fatal(err)
+	}
+	same("after a reservation")
+	if h.View().Generation == gen {
+		t.Fatal("the handle's view kept the snapshot from before the reservation")
+	}
+	clk.now = clk.now.Add(time.Hour)
+	same("stale")
+	c.RemoveTopology("ts")
+	same("topology removed")
+	if c.Handle("ts").e != h.e {
+		t.Fatal("a second handle names another entry")
+	}
+}

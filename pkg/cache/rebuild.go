@@ -15,6 +15,11 @@ import (
 // collides with the truth is re-predicted; a pod that no longer fits holds
 // nothing rather than a device someone else has.
 func (e *nodeEntry) rebuild() {
+	e.rebuildSnapshot()
+	e.publish()
+}
+
+func (e *nodeEntry) rebuildSnapshot() {
 	e.gen++
 	e.unplaced = 0
 	if e.compiled == nil {

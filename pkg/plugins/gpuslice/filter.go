@@ -19,7 +19,8 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 		return fwk.AsStatus(err)
 	}
 	node := nodeInfo.Node().Name
-	view := p.shared.cache.View(node)
+	slot := p.memo.slot(p.shared.cache, node)
+	view := slot.view()
 	if !view.Freshness.Usable {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+view.Freshness.Reason)
 	}
@@ -27,7 +28,7 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 	shared := st == view.State
 	var known *memoEntry
 	if shared {
-		known = p.memo.fits(node, st, s.reqKey)
+		known = slot.fits(st, s.reqKey)
 	}
 	if known == nil {
 		if v := st.Check(s.req); !v.OK() {
@@ -38,9 +39,9 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 			return fwk.NewStatus(code, "gpuslice: "+v.Reason())
 		}
 		if shared {
-			p.memo.storeFit(node, st, s.reqKey)
+			slot.storeFit(st, s.reqKey)
 		}
 	}
-	s.record(node, st, known)
+	slot.record(s, st, known)
 	return nil
 }

@@ -4,19 +4,25 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/cache"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 )
 
-// memo remembers, per node, what Filter and Score found on the node's
-// allocation snapshot for one request, so that a later cycle asking the same
-// of an unchanged node skips the work. That is the common case: a cycle
-// changes one node's snapshot, and the scheduler examines hundreds of nodes
-// per pod (on a 5 000-node cluster, Check and Score were a quarter of the
-// scheduler's CPU time).
+// memo is the plugin's table of nodes: per node, the cache handle, what
+// Filter and Score found on the node's allocation snapshot for one request,
+// and what this profile's latest Filter judged there. Filter runs for
+// hundreds of nodes per pod, and on a 5 000-node cluster looking a node up
+// by name in several maps was most of the plugin's cost: one lookup here
+// serves Filter, and one serves Score.
 //
-// It is exact. Snapshots are immutable and replaced whenever a node's
+// The memo entry spares a later cycle asking the same of an unchanged node
+// the work. That is the common case: a cycle changes one node's snapshot,
+// and the scheduler examines hundreds of nodes per pod (on a 5 000-node
+// cluster, Check and Score were a quarter of the scheduler's CPU time). It
+// is exact. Snapshots are immutable and replaced whenever a node's
 // allocations change, and an entry holds a reference to its snapshot (so no
 // new snapshot can take its address): an entry for the same snapshot and the
 // same request key holds what Check or Score would compute again. Only
@@ -26,10 +32,27 @@ import (
 // every reservation). Freshness is not memoised: Filter checks it every time.
 // Snapshots with a preemption overlay are never memoised (see Filter).
 //
-// Each profile's plugin has its own memo (scores depend on its scorer). It
-// is safe for concurrent use: entries are immutable and replaced whole.
+// Each profile's plugin has its own memo (scores depend on its scorer, and
+// a profile's scheduling cycles run one at a time, which the judged record
+// relies on). It is safe for concurrent use: Filter runs for many nodes at
+// once.
 type memo struct {
-	nodes sync.Map // node name -> *memoEntry
+	mu    sync.RWMutex
+	nodes map[string]*nodeSlot
+}
+
+// nodeSlot is what the plugin keeps of one node.
+type nodeSlot struct {
+	// node is the node's cache entry.
+	node cache.Handle
+	// entry is the memo entry: a request that fits a snapshot, and its score.
+	entry atomic.Pointer[memoEntry]
+
+	mu sync.Mutex
+	// judgedBy is the cycle whose Filter last judged the node; judged is
+	// what it judged.
+	judgedBy *cycleState
+	judged   judged
 }
 
 // memoEntry: req fits on state; score is its score when scored.
@@ -40,15 +63,42 @@ type memoEntry struct {
 	scored bool
 }
 
+// slot returns the node's slot, creating it (and the node's entry in c) on
+// first use.
+func (m *memo) slot(c *cache.Cache, node string) *nodeSlot {
+	m.mu.RLock()
+	sl := m.nodes[node]
+	m.mu.RUnlock()
+	if sl != nil {
+		return sl
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if sl = m.nodes[node]; sl == nil {
+		if m.nodes == nil {
+			m.nodes = map[string]*nodeSlot{}
+		}
+		sl = &nodeSlot{node: c.Handle(node)}
+		m.nodes[node] = sl
+	}
+	return sl
+}
+
+// forget drops a node's slot (its GPUNode is gone).
+func (m *memo) forget(node string) {
+	m.mu.Lock()
+	delete(m.nodes, node)
+	m.mu.Unlock()
+}
+
+// view returns the node's view.
+func (sl *nodeSlot) view() cache.NodeView { return sl.node.View() }
+
 // fits returns the entry saying that req fits on the node's snapshot st;
 // nil when that is not known.
-func (m *memo) fits(node string, st *allocator.State, req string) *memoEntry {
-	v, ok := m.nodes.Load(node)
-	if !ok {
-		return nil
-	}
-	e := v.(*memoEntry)
-	if e.state != st || e.req != req {
+func (sl *nodeSlot) fits(st *allocator.State, req string) *memoEntry {
+	e := sl.entry.Load()
+	if e == nil || e.state != st || e.req != req {
 		return nil
 	}
 	return e
@@ -56,8 +106,13 @@ func (m *memo) fits(node string, st *allocator.State, req string) *memoEntry {
 
 // storeFit records that req fits on st (the caller found no entry for
 // them).
-func (m *memo) storeFit(node string, st *allocator.State, req string) {
-	m.nodes.Store(node, &memoEntry{state: st, req: req})
+func (sl *nodeSlot) storeFit(st *allocator.State, req string) {
+	sl.entry.Store(&memoEntry{state: st, req: req})
+}
+
+// storeScore records req's score on st (which Filter found it fits).
+func (sl *nodeSlot) storeScore(st *allocator.State, req string, score int64) {
+	sl.entry.Store(&memoEntry{state: st, req: req, score: score, scored: true})
 }
 
 // scoreOf returns the entry's score, if it has one; e may be nil.
@@ -68,13 +123,24 @@ func (e *memoEntry) scoreOf() (int64, bool) {
 	return 0, false
 }
 
-// storeScore records req's score on st (which Filter found it fits).
-func (m *memo) storeScore(node string, st *allocator.State, req string, score int64) {
-	m.nodes.Store(node, &memoEntry{state: st, req: req, score: score, scored: true})
+// record notes the snapshot the cycle s's Filter judged, with the memo
+// entry it found (nil when it checked the snapshot itself).
+func (sl *nodeSlot) record(s *cycleState, st *allocator.State, known *memoEntry) {
+	sl.mu.Lock()
+	sl.judgedBy, sl.judged = s, judged{st: st, memo: known}
+	sl.mu.Unlock()
 }
 
-// forget drops a node's entry (the node is gone).
-func (m *memo) forget(node string) { m.nodes.Delete(node) }
+// judgedIn returns what the cycle s's Filter judged on the node; false when
+// its Filter did not judge it (or a later cycle's did since).
+func (sl *nodeSlot) judgedIn(s *cycleState) (judged, bool) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.judgedBy != s {
+		return judged{}, false
+	}
+	return sl.judged, true
+}
 
 // requestKey identifies a request for the memo: everything Check and the
 // binpack and spread scores read of it, that is the effective counts and,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,7 +85,7 @@ func TestMemoIsExact(t *testing.T) {
 				for _, spec := range specs {
 					ni := hostNodeInfo(spec.Name, int64(rng.Intn(64000)))
 					view := pl.shared.cache.View(spec.Name)
-					_, hit := pl.memo.fits(spec.Name, view.State, s.reqKey).scoreOf()
+					_, hit := pl.memo.slot(pl.shared.cache, spec.Name).fits(view.State, s.reqKey).scoreOf()
 					want := view.State.Check(s.req).OK()
 					if got := pl.Filter(ctx, cs, pod, ni).IsSuccess(); got != want {
 						t.Fatalf("cycle %d, %s: Filter says fits=%v, Check %v", i, spec.Name, got, want)
@@ -221,11 +222,63 @@ func TestMemoForgetsDeletedNodes(t *testing.T) {
 	if st := pl.Filter(context.Background(), cycle(t, pl, pod), pod, nodeInfo("h100")); !st.IsSuccess() {
 		t.Fatal(st)
 	}
-	if _, ok := pl.memo.nodes.Load("h100"); !ok {
+	entry := func() *memoEntry {
+		pl.memo.mu.RLock()
+		defer pl.memo.mu.RUnlock()
+		if sl := pl.memo.nodes["h100"]; sl != nil {
+			return sl.entry.Load()
+		}
+		return nil
+	}
+	if entry() == nil {
 		t.Fatal("no memo entry after a fitting Filter")
 	}
 	s.forgetNode("h100")
-	if _, ok := pl.memo.nodes.Load("h100"); ok {
+	if entry() != nil {
 		t.Fatal("memo entry kept after the node's GPUNode was deleted")
+	}
+}
+
+// What Filter judged is the judging cycle's: Score and Reserve of a cycle
+// whose Filter did not judge the node (a later cycle's or a preemption
+// clone's did) do not use it.
+func TestJudgedRecordIsPerCycle(t *testing.T) {
+	args := testArgs("binpack")
+	c := newCache(t, h100)
+	pl := newPlugin(t, testShared(c, args), args, nil)
+	ctx := context.Background()
+	pod := gpuPod("p", map[string]int64{"nvidia.com/gpu": 1})
+	first := cycle(t, pl, pod)
+	if st := pl.Filter(ctx, first, pod, nodeInfo("h100")); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	if _, st := pl.Score(ctx, first, pod, nodeInfo("h100")); !st.IsSuccess() {
+		t.Fatalf("Score after this cycle's Filter: %v", st)
+	}
+	clone := first.Clone()
+	if st := pl.Filter(ctx, clone, pod, nodeInfo("h100")); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	if _, st := pl.Score(ctx, first, pod, nodeInfo("h100")); st.IsSuccess() || !strings.Contains(st.Message(), "not filtered in this cycle") {
+		t.Fatalf("Score of a cycle whose record a clone's Filter replaced: %v", st)
+	}
+	// Filter runs again with the cycle's own state last (as the framework
+	// does after a pass with nominated pods): its record is back.
+	if st := pl.Filter(ctx, first, pod, nodeInfo("h100")); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	if _, st := pl.Score(ctx, first, pod, nodeInfo("h100")); !st.IsSuccess() {
+		t.Fatalf("Score after the cycle's own Filter ran last: %v", st)
+	}
+	// Reserve without a record of its own checks the node's current snapshot.
+	other := cycle(t, pl, pod)
+	if st := pl.Filter(ctx, other, pod, nodeInfo("h100")); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	if st := pl.Reserve(ctx, first, pod, "h100"); !st.IsSuccess() {
+		t.Fatalf("Reserve with the record taken by another cycle: %v", st)
+	}
+	if info, ok := c.Pod(pod.UID); !ok || len(info.Devices) != 1 {
+		t.Fatalf("reserved %+v", info)
 	}
 }

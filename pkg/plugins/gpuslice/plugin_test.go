@@ -155,7 +155,8 @@ func TestReserveCommitsFilteredPlacementAndUnreserveReleases(t *testing.T) {
 		t.Fatal(st)
 	}
 	s, _ := getState(cs)
-	snap, _ := s.recorded("h100")
+	j, _ := pl.memo.slot(pl.shared.cache, "h100").judgedIn(s)
+	snap := j.st
 	want, _ := snap.Place(s.req)
 	if st := pl.Reserve(context.Background(), cs, pod, "h100"); !st.IsSuccess() {
 		t.Fatal(st)
@@ -178,17 +179,19 @@ func TestReserveCommitsFilteredPlacementAndUnreserveReleases(t *testing.T) {
 	if _, ok := c.Pod(pod.UID); ok {
 		t.Fatal("Unreserve kept the reservation")
 	}
-	// A device taken between Filter and Reserve makes Reserve fail.
+	// A device taken between Filter and Reserve (here by another profile
+	// sharing the cache) makes Reserve fail.
 	cs = cycle(t, pl, pod)
 	if st := pl.Filter(context.Background(), cs, pod, nodeInfo("h100")); !st.IsSuccess() {
 		t.Fatal(st)
 	}
+	other := newPlugin(t, pl.shared, args, nil)
 	thief := gpuPod("thief", map[string]int64{"nvidia.com/gpu": 3})
-	tcs := cycle(t, pl, thief)
-	if st := pl.Filter(context.Background(), tcs, thief, nodeInfo("h100")); !st.IsSuccess() {
+	tcs := cycle(t, other, thief)
+	if st := other.Filter(context.Background(), tcs, thief, nodeInfo("h100")); !st.IsSuccess() {
 		t.Fatal(st)
 	}
-	if st := pl.Reserve(context.Background(), tcs, thief, "h100"); !st.IsSuccess() {
+	if st := other.Reserve(context.Background(), tcs, thief, "h100"); !st.IsSuccess() {
 		t.Fatal(st)
 	}
 	if st := pl.Reserve(context.Background(), cs, pod, "h100"); st.Code() != fwk.Unschedulable || !strings.Contains(st.Message(), "already allocated") {
@@ -197,52 +200,72 @@ func TestReserveCommitsFilteredPlacementAndUnreserveReleases(t *testing.T) {
 }
 
 // TestConcurrentReserve races Reserve of many pods that all filtered the
-// same node snapshot; run under -race. Exactly the node's capacity is
-// reserved and no device twice.
+// same node snapshot; run under -race. No device is reserved twice.
 func TestConcurrentReserve(t *testing.T) {
 	args := testArgs("binpack")
-	c := newCache(t, fixtures.Spec{Name: "n", Product: "NVIDIA H100 80GB HBM3", GPUs: 4, Replicas: 4})
-	pl := newPlugin(t, testShared(c, args), args, nil)
 	const pods = 40
-	states := make([]*framework.CycleState, pods)
-	podObjs := make([]*v1.Pod, pods)
-	for i := range states {
-		podObjs[i] = gpuPod(fmt.Sprint("p", i), map[string]int64{"nvidia.com/gpu": 1})
-		states[i] = cycle(t, pl, podObjs[i])
-		if st := pl.Filter(context.Background(), states[i], podObjs[i], nodeInfo("n")); !st.IsSuccess() {
-			t.Fatal(st)
-		}
-	}
-	var wg sync.WaitGroup
-	results := make([]bool, pods)
-	for i := range states {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			results[i] = pl.Reserve(context.Background(), states[i], podObjs[i], "n").IsSuccess()
-		}(i)
-	}
-	wg.Wait()
-	ok := 0
-	seen := map[string]types.UID{}
-	for i, r := range results {
-		if !r {
-			continue
-		}
-		ok++
-		info, _ := c.Pod(podObjs[i].UID)
-		for _, id := range info.Devices[0].DeviceIDs {
-			if other, dup := seen[id]; dup {
-				t.Fatalf("device %s reserved for %s and %s", id, other, podObjs[i].UID)
+	race := func(t *testing.T, pls []*Plugin) (ok int) {
+		t.Helper()
+		states := make([]*framework.CycleState, pods)
+		podObjs := make([]*v1.Pod, pods)
+		for i := range states {
+			pl := pls[i%len(pls)]
+			podObjs[i] = gpuPod(fmt.Sprint("p", i), map[string]int64{"nvidia.com/gpu": 1})
+			states[i] = cycle(t, pl, podObjs[i])
+			if st := pl.Filter(context.Background(), states[i], podObjs[i], nodeInfo("n")); !st.IsSuccess() {
+				t.Fatal(st)
 			}
-			seen[id] = podObjs[i].UID
 		}
+		var wg sync.WaitGroup
+		results := make([]bool, pods)
+		for i := range states {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				results[i] = pls[i%len(pls)].Reserve(context.Background(), states[i], podObjs[i], "n").IsSuccess()
+			}(i)
+		}
+		wg.Wait()
+		seen := map[string]types.UID{}
+		for i, r := range results {
+			if !r {
+				continue
+			}
+			ok++
+			info, _ := pls[0].shared.cache.Pod(podObjs[i].UID)
+			for _, id := range info.Devices[0].DeviceIDs {
+				if other, dup := seen[id]; dup {
+					t.Fatalf("device %s reserved for %s and %s", id, other, podObjs[i].UID)
+				}
+				seen[id] = podObjs[i].UID
+			}
+		}
+		return ok
 	}
-	// All cycles filtered the same empty snapshot and predicted the same
-	// device, so only the first Reserve can commit it.
-	if ok != 1 {
-		t.Fatalf("%d of %d racing reservations of the same predicted device succeeded", ok, pods)
-	}
+	node := fixtures.Spec{Name: "n", Product: "NVIDIA H100 80GB HBM3", GPUs: 4, Replicas: 4}
+	t.Run("one snapshot", func(t *testing.T) {
+		// Every cycle (one per profile, all sharing the cache) keeps the
+		// empty snapshot its Filter judged and predicts the same device, so
+		// only the first Reserve can commit it.
+		shared := testShared(newCache(t, node), args)
+		pls := make([]*Plugin, pods)
+		for i := range pls {
+			pls[i] = newPlugin(t, shared, args, nil)
+		}
+		if ok := race(t, pls); ok != 1 {
+			t.Fatalf("%d of %d racing reservations of the same predicted device succeeded", ok, pods)
+		}
+	})
+	t.Run("one profile", func(t *testing.T) {
+		// Interleaved cycles of one profile (the scheduler runs them one at
+		// a time; this is a stress test): a cycle whose record a later
+		// cycle's Filter replaced places on the node's current snapshot.
+		shared := testShared(newCache(t, node), args)
+		ok := race(t, []*Plugin{newPlugin(t, shared, args, nil)})
+		if ok < 1 || ok > 16 {
+			t.Fatalf("%d of %d racing reservations succeeded on a node of 16 replicas", ok, pods)
+		}
+	})
 }
 
 func TestPreBindPatchesAssignmentOnce(t *testing.T) {

@@ -25,7 +25,7 @@ func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	if err := p.shared.waitSynced(ctx); err != nil {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "gpuslice: "+err.Error())
 	}
-	s := &cycleState{req: req, reqKey: requestKey(req), host: hostRequest(pod), nodes: map[string]judged{}}
+	s := &cycleState{req: req, reqKey: requestKey(req), host: hostRequest(pod)}
 	if fragAware {
 		s.mix = p.shared.mix.Snapshot(mixMinShare)
 	}

@@ -45,8 +45,8 @@ func (p *Plugin) Reserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, no
 // afresh. A nil request means the pod asks for no GPU.
 func (p *Plugin) reserveInputs(cs fwk.CycleState, pod *v1.Pod, node string) (*podrequest.Request, *allocator.State, *fwk.Status) {
 	if s, err := getState(cs); err == nil {
-		if st, ok := s.recorded(node); ok {
-			return s.req, st, nil
+		if j, ok := p.memo.slot(p.shared.cache, node).judgedIn(s); ok {
+			return s.req, j.st, nil
 		}
 	}
 	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: p.shared.catalog})

@@ -35,14 +35,15 @@ func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo
 		return 0, fwk.AsStatus(err)
 	}
 	node := nodeInfo.Node().Name
-	j, ok := s.judgedNode(node)
+	slot := p.memo.slot(p.shared.cache, node)
+	j, ok := slot.judgedIn(s)
 	st := j.st
 	if !ok {
 		if !s.req.Empty() {
 			return 0, fwk.AsStatus(fmt.Errorf("node %s was not filtered in this cycle", node))
 		}
 		// A CPU-only pod (fragmentation-aware only): Filter did not run.
-		view := p.shared.cache.View(node)
+		view := slot.view()
 		if view.State == nil || !view.Freshness.Usable {
 			return 0, nil // no GPU to strand
 		}
@@ -67,7 +68,7 @@ func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo
 	}
 	score := int64(math.Round(sc.ScoreHost(st, s.req, h) * scoreScale))
 	if memoized {
-		p.memo.storeScore(node, st, s.reqKey, score)
+		slot.storeScore(st, s.reqKey, score)
 	}
 	return score, nil
 }

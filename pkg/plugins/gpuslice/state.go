@@ -13,8 +13,8 @@ import (
 const stateKey fwk.StateKey = Name
 
 // cycleState is what one scheduling cycle knows of the pod. PreFilter writes
-// it; Filter records, per node, the snapshot it judged, so that Score and
-// Reserve use that same snapshot.
+// it. (Filter records the snapshot it judged in the node's slot of the
+// plugin's memo, so that Score and Reserve use that same snapshot.)
 type cycleState struct {
 	req *podrequest.Request
 	// reqKey is requestKey(req), the request's key in the plugin's memo.
@@ -23,8 +23,7 @@ type cycleState struct {
 	host allocator.Host
 	mix  *allocator.Mix
 
-	mu    sync.Mutex
-	nodes map[string]judged
+	mu sync.Mutex
 	// overlay holds devices that preemption's dry run adds to or removes from
 	// a node (PreFilterExtensions).
 	overlay map[string]*overlay
@@ -42,15 +41,12 @@ type overlay struct {
 	add, remove [][]allocator.ResourceDevices
 }
 
-// Clone copies what AddPod/RemovePod change; the recorded snapshots are
-// immutable and shared.
+// Clone copies what AddPod/RemovePod change. A clone is another cycle for
+// the memo's judged records: preemption's dry run filters with clones.
 func (s *cycleState) Clone() fwk.StateData {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := &cycleState{req: s.req, reqKey: s.reqKey, host: s.host, mix: s.mix, nodes: make(map[string]judged, len(s.nodes))}
-	for k, v := range s.nodes {
-		c.nodes[k] = v
-	}
+	c := &cycleState{req: s.req, reqKey: s.reqKey, host: s.host, mix: s.mix}
 	if s.overlay != nil {
 		c.overlay = make(map[string]*overlay, len(s.overlay))
 		for k, o := range s.overlay {
@@ -58,28 +54,6 @@ func (s *cycleState) Clone() fwk.StateData {
 		}
 	}
 	return c
-}
-
-// record notes the snapshot Filter judged for a node, with the memo entry
-// it found (nil when it checked the snapshot itself).
-func (s *cycleState) record(node string, st *allocator.State, m *memoEntry) {
-	s.mu.Lock()
-	s.nodes[node] = judged{st: st, memo: m}
-	s.mu.Unlock()
-}
-
-// recorded returns the snapshot Filter judged for a node.
-func (s *cycleState) recorded(node string) (*allocator.State, bool) {
-	j, ok := s.judgedNode(node)
-	return j.st, ok
-}
-
-// judgedNode returns what Filter recorded of a node.
-func (s *cycleState) judgedNode(node string) (judged, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	j, ok := s.nodes[node]
-	return j, ok
 }
 
 func (s *cycleState) overlayFor(node string) *overlay {
