@@ -34,6 +34,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	percent := fs.Int("percentage-of-nodes-to-score", -1, "override percentageOfNodesToScore of the framework policies (-1: as configured; kube-scheduler's adaptive default when unset)")
 	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "replays run at once")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	breakdown := fs.Bool("breakdown", false, "before the summary, print where the capacity went at 100 % arrived: failed pods' GPU request by shape, idle GPU by cause")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,6 +90,11 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "# plot written to %s\n", *plotPath)
+	}
+	if *breakdown {
+		if err := writeBreakdown(stdout, factories, runs); err != nil {
+			return err
+		}
 	}
 	return writeSummary(stdout, factories, runs)
 }

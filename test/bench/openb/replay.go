@@ -33,6 +33,9 @@ type Run struct {
 	Duration time.Duration
 	// Sim holds the simulated scheduler's counts for framework policies.
 	Sim *sim.Stats
+	// Breakdown is where the capacity went at 100 % arrived; nil when the
+	// replay did not get there.
+	Breakdown *Breakdown
 }
 
 // At returns the unallocated GPU % at the first point at or past pct
@@ -89,6 +92,7 @@ func Replay(ctx context.Context, f Factory, o ReplayOptions) (*Run, error) {
 	}
 	emit(0, 0)
 	next += o.Step
+	var at100 Breakdown // failures until 100 % arrived
 	for i := range work {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -106,8 +110,15 @@ func Replay(ctx context.Context, f Factory, o ReplayOptions) (*Run, error) {
 			policy.Bound(p, node, gpus)
 		} else {
 			run.Failed++
+			if run.Breakdown == nil {
+				at100.observeFailure(p)
+			}
 		}
 		arrived += p.GPURequest()
+		if run.Breakdown == nil && arrived >= cluster.TotalMilli {
+			at100.observeIdle(cluster)
+			run.Breakdown = &at100
+		}
 		for pct := 100 * float64(arrived) / float64(cluster.TotalMilli); pct >= next-1e-9 && next <= 100*o.Tune+1e-9; next += o.Step {
 			emit(next, i+1)
 		}
