@@ -100,11 +100,11 @@ func (s *State) strandedSlots(deltas []delta, free float64, c *MixClass, h HostF
 		if !ok || rc.Count <= 0 {
 			return free
 		}
-		k = min(k, int64(s.freeOf(ri, deltas))/int64(rc.Count))
+		k = min(k, float64(s.freeOf(ri, deltas)/int32(rc.Count)))
 		perPod += float64(rc.Count) * n.resources[ri].weight
 	}
 	if k == 0 {
 		return free
 	}
-	return max(free-float64(k)*perPod, 0)
+	return max(free-k*perPod, 0)
 }

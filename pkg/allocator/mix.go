@@ -93,6 +93,21 @@ type learnedClass struct {
 	resources []podrequest.ResourceCount
 	host      Host
 	raw       float64
+	// size is the devices one pod of the class asks for: raw*size is the
+	// class's share of device demand, what the learner keeps classes by.
+	size float64
+}
+
+// demand is the class's decayed device demand.
+func (c *learnedClass) demand() float64 { return c.raw * c.size }
+
+// requestSize is the devices a request asks for, all resources together.
+func requestSize(rcs []podrequest.ResourceCount) float64 {
+	n := 0
+	for _, rc := range rcs {
+		n += rc.Count
+	}
+	return float64(max(n, 1))
 }
 
 // NewMixLearner returns a learner whose weights halve every halfLife
@@ -139,23 +154,30 @@ func (l *MixLearner) ObserveHost(req *podrequest.Request, host Host) {
 	if len(l.classes) >= l.maxClasses {
 		lightest, lw := "", math.Inf(1)
 		for k, c := range l.classes {
-			if c.raw < lw || (c.raw == lw && k < lightest) {
-				lightest, lw = k, c.raw
+			if d := c.demand(); d < lw || (d == lw && k < lightest) {
+				lightest, lw = k, d
 			}
 		}
 		delete(l.classes, lightest)
 	}
-	l.classes[key] = &learnedClass{resources: append([]podrequest.ResourceCount(nil), req.Effective...), host: host, raw: l.scale}
+	l.classes[key] = &learnedClass{
+		resources: append([]podrequest.ResourceCount(nil), req.Effective...), host: host, raw: l.scale,
+		size: requestSize(req.Effective),
+	}
 }
 
 // Snapshot returns the current mix, classes sorted by weight (heaviest
-// first). Classes under minShare of the total are dropped.
+// first). A class's weight is its share of the pods; classes under minShare
+// of the device demand are dropped. Demand, not pod count, decides what is
+// kept (here and when the learner forgets a class): rare pods that ask for
+// whole nodes are few but hold much of the demand, and they are the ones a
+// fragmented cluster fails.
 func (l *MixLearner) Snapshot(minShare float64) *Mix {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	total := 0.0
 	for _, c := range l.classes {
-		total += c.raw
+		total += c.demand()
 	}
 	m := &Mix{}
 	if total == 0 {
@@ -163,7 +185,7 @@ func (l *MixLearner) Snapshot(minShare float64) *Mix {
 	}
 	kept := 0.0
 	for _, c := range l.classes {
-		if c.raw/total < minShare {
+		if c.demand()/total < minShare {
 			continue
 		}
 		kept += c.raw

@@ -315,11 +315,11 @@ func (s *State) strandedSlotsOneGPU(deltas []unitDelta, free float64, c *MixClas
 				slots += int64(s.unitFree(ui, deltas) / need)
 			}
 		}
-		k = min(k, slots)
+		k = min(k, float64(slots))
 		if k == 0 {
 			return free
 		}
 		perPod += float64(need) * r.weight
 	}
-	return max(free-float64(k)*perPod, 0)
+	return max(free-k*perPod, 0)
 }

@@ -57,19 +57,27 @@ func (h HostFit) after() HostFit {
 	return h
 }
 
-// hostSlots is how many pods of class c fit in the CPU and memory h leaves
-// (a large number when h is unknown or c asks for neither).
-func (h HostFit) hostSlots(c *MixClass) int64 {
+// hostSlots is how many pods of class c the CPU and memory h leaves can
+// host (a large number when h is unknown or c asks for neither). It is
+// fractional from one pod up: a node with CPU for 2.5 pods of c holds half a
+// pod's CPU that c can still use once other pods free a little, and, above
+// all, taking a core from a node whose CPU binds c costs c that core's
+// share, not nothing until a whole pod's worth is gone. Under one pod it is
+// 0: c does not fit.
+func (h HostFit) hostSlots(c *MixClass) float64 {
 	const unbounded = 1 << 40
 	if !h.Known {
 		return unbounded
 	}
-	k := int64(unbounded)
+	k := float64(unbounded)
 	if c.Host.MilliCPU > 0 {
-		k = min(k, max(h.NodeFree.MilliCPU, 0)/c.Host.MilliCPU)
+		k = min(k, float64(max(h.NodeFree.MilliCPU, 0))/float64(c.Host.MilliCPU))
 	}
 	if c.Host.MemBytes > 0 {
-		k = min(k, max(h.NodeFree.MemBytes, 0)/c.Host.MemBytes)
+		k = min(k, float64(max(h.NodeFree.MemBytes, 0))/float64(c.Host.MemBytes))
+	}
+	if k < 1 {
+		return 0
 	}
 	return k
 }

@@ -40,9 +40,11 @@ func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	return nil, nil
 }
 
-// mixMinShare drops workload classes under this share from the mix a cycle
-// scores with.
-const mixMinShare = 0.005
+// mixMinShare drops workload classes under this share of the device demand
+// from the mix a cycle scores with (each class costs every Score a pass).
+// At 0.2 % the openb trace keeps 47 of its 123 classes, 96 % of its GPU
+// demand, 8-GPU pods included.
+const mixMinShare = 0.002
 
 // hostRequest is the pod's effective CPU and memory request.
 func hostRequest(pod *v1.Pod) allocator.Host {
