@@ -19,7 +19,15 @@ const (
 	// pod's filter and score results): hints by result, flushes by reason.
 	batchAttemptsMetric = "scheduler_batch_attempts_total"      // labels profile, result
 	batchFlushedMetric  = "scheduler_batch_cache_flushed_total" // labels profile, reason
+	// Every plugin call of PreFilter, Filter, PreScore and Score.
+	evaluationMetric = "scheduler_plugin_evaluation_total" // labels plugin, extension_point, profile
+	// visitPlugin's Filter runs first in every profile, for every node a
+	// cycle examines: its evaluations count the nodes examined.
+	visitPlugin = "NodeUnschedulable"
 )
+
+// evaluationKey selects one series of evaluationMetric.
+type evaluationKey struct{ plugin, point, profile string }
 
 // attemptKey selects one series of attemptMetric.
 type attemptKey struct{ profile, result string }
@@ -77,6 +85,8 @@ type schedulerMetrics struct {
 	// batch counts batching events per profile: hint results by name
 	// ("hint_used", "no_hint", ...), flushes as "flushed/<reason>".
 	batch map[attemptKey]float64
+	// evaluations counts plugin calls.
+	evaluations map[evaluationKey]float64
 }
 
 // gatherScheduler reads the scheduler's metrics from the process registry.
@@ -85,7 +95,7 @@ func gatherScheduler() (schedulerMetrics, error) {
 	if err != nil {
 		return schedulerMetrics{}, fmt.Errorf("gathering the scheduler's metrics: %w", err)
 	}
-	out := schedulerMetrics{attempts: map[attemptKey]histogram{}, cacheSize: map[string]float64{}, batch: map[attemptKey]float64{}}
+	out := schedulerMetrics{attempts: map[attemptKey]histogram{}, cacheSize: map[string]float64{}, batch: map[attemptKey]float64{}, evaluations: map[evaluationKey]float64{}}
 	for _, f := range families {
 		switch f.GetName() {
 		case attemptMetric:
@@ -124,6 +134,21 @@ func gatherScheduler() (schedulerMetrics, error) {
 					}
 				}
 				out.batch[k] += m.GetCounter().GetValue()
+			}
+		case evaluationMetric:
+			for _, m := range f.GetMetric() {
+				var k evaluationKey
+				for _, l := range m.GetLabel() {
+					switch l.GetName() {
+					case "plugin":
+						k.plugin = l.GetValue()
+					case "extension_point":
+						k.point = l.GetValue()
+					case "profile":
+						k.profile = l.GetValue()
+					}
+				}
+				out.evaluations[k] += m.GetCounter().GetValue()
 			}
 		case cacheSizeMetric:
 			for _, m := range f.GetMetric() {

@@ -64,6 +64,11 @@ type phaseResult struct {
 	// "hint_used" cycles reused the previous pod's results; see
 	// batchAttemptsMetric and batchFlushedMetric.
 	Batch map[string]uint64 `json:"batch,omitempty"`
+	// NodesFilteredPerPod is the nodes the profile's cycles examined (ran
+	// Filter on) per pod: kube-scheduler stops once it has found
+	// percentageOfNodesToScore feasible nodes, so a profile that fills
+	// nodes examines more.
+	NodesFilteredPerPod float64 `json:"nodesFilteredPerPod"`
 	// End-to-end latencies: binding observed − create sent, per pod.
 	E2EP50Seconds float64 `json:"e2eP50Seconds"`
 	E2EP99Seconds float64 `json:"e2eP99Seconds"`
@@ -178,6 +183,8 @@ func (res *phaseResult) schedulerFigures(before, after schedulerMetrics) {
 			res.Attempts[k.result] = n
 		}
 	}
+	k := evaluationKey{visitPlugin, "Filter", res.SchedulerName}
+	res.NodesFilteredPerPod = (after.evaluations[k] - before.evaluations[k]) / float64(res.Pods)
 	res.Batch = map[string]uint64{}
 	for k, v := range after.batch {
 		if n := v - before.batch[k]; k.profile == res.SchedulerName && n > 0 {

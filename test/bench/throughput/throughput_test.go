@@ -101,6 +101,13 @@ func TestTinyRun(t *testing.T) {
 	if got := summaries[1].PodsPerSecond / summaries[0].PodsPerSecond; math.Abs(got-ratio) > 0.001 {
 		t.Errorf("ratio line %v, JSON figures give %v", ratio, got)
 	}
+	// With 20 nodes (under kube-scheduler's 100-node floor) every cycle
+	// examines every node.
+	for _, s := range summaries {
+		if got := s.PerRound[0].NodesFilteredPerPod; got != 20 {
+			t.Errorf("%s: %v nodes filtered per pod, want all 20", s.Profile, got)
+		}
+	}
 	// What binding costs the API server: both profiles create and bind each
 	// pod and write nothing else to it (GPUSlice binds first, with its
 	// assignment in the Binding).
