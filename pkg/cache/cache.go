@@ -188,19 +188,18 @@ type Handle struct {
 	e *nodeEntry
 }
 
-// Handle returns the node's handle. For a node the cache knows nothing of
-// yet it adds an entry, which takes no GPU pods until the node's exporter
-// publishes (View says so).
-func (c *Cache) Handle(name string) Handle {
+// Handle returns the node's handle; false while the cache knows nothing of
+// the node (no topology, heartbeat or pod seen), which then takes no GPU
+// pods (View says why). It adds no entry: the scheduler looks up every node
+// of the cluster, CPU-only ones included, and nodes come and go.
+func (c *Cache) Handle(name string) (Handle, bool) {
 	c.mu.RLock()
 	e := c.entry(name, false)
 	c.mu.RUnlock()
 	if e == nil {
-		c.mu.Lock()
-		e = c.entry(name, true)
-		c.mu.Unlock()
+		return Handle{}, false
 	}
-	return Handle{c: c, e: e}
+	return Handle{c: c, e: e}, true
 }
 
 // View is Cache.View of the handle's node.

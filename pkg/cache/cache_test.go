@@ -334,11 +334,17 @@ func TestBindKeepsSnapshotUnlessDevicesDiffer(t *testing.T) {
 // topology, heartbeat and reservations.
 func TestHandleFollowsTheNode(t *testing.T) {
 	c, clk := newCache(t)
-	h := c.Handle("ts") // a node the cache has never seen
-	if v := h.View(); v.Freshness.Usable || v.State != nil || !strings.Contains(v.Freshness.Reason, "no GPU topology published for node ts") {
-		t.Fatalf("unknown node: %+v", v)
+	if _, ok := c.Handle("ts"); ok {
+		t.Fatal("handle for a node the cache has never seen")
+	}
+	if got := len(c.Nodes()); got != 0 {
+		t.Fatalf("looking up an unknown node added %d entries", got)
 	}
 	c.SetHeartbeat("ts", clk.now)
+	h, ok := c.Handle("ts")
+	if !ok {
+		t.Fatal("no handle for a node with a heartbeat")
+	}
 	if v := h.View(); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "no GPU topology published for node ts") {
 		t.Fatalf("before its topology: %+v", v.Freshness)
 	}
@@ -367,7 +373,7 @@ func TestHandleFollowsTheNode(t *testing.T) {
 	same("stale")
 	c.RemoveTopology("ts")
 	same("topology removed")
-	if c.Handle("ts").e != h.e {
+	if again, _ := c.Handle("ts"); again.e != h.e {
 		t.Fatal("a second handle names another entry")
 	}
 }

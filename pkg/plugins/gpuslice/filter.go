@@ -2,6 +2,7 @@ package gpuslice
 
 import (
 	"context"
+	"fmt"
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -20,7 +21,17 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 	}
 	node := nodeInfo.Node().Name
 	slot := p.memo.slot(p.shared.cache, node)
-	view := slot.view()
+	if slot == nil {
+		// The cache knows nothing of the node: View says why it takes no
+		// GPU pods. Should the node have become known since, look again.
+		if view := p.shared.cache.View(node); !view.Freshness.Usable {
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+view.Freshness.Reason)
+		}
+		if slot = p.memo.slot(p.shared.cache, node); slot == nil {
+			return fwk.AsStatus(fmt.Errorf("node %s is usable but has no cache entry", node))
+		}
+	}
+	view := slot.node.View()
 	if !view.Freshness.Usable {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+view.Freshness.Reason)
 	}

@@ -63,8 +63,9 @@ type memoEntry struct {
 	scored bool
 }
 
-// slot returns the node's slot, creating it (and the node's entry in c) on
-// first use.
+// slot returns the node's slot, creating it on first use; nil while the
+// cache knows nothing of the node (it takes no GPU pods then, and gets no
+// slot: CPU-only nodes, which come and go, leave nothing behind).
 func (m *memo) slot(c *cache.Cache, node string) *nodeSlot {
 	m.mu.RLock()
 	sl := m.nodes[node]
@@ -72,13 +73,17 @@ func (m *memo) slot(c *cache.Cache, node string) *nodeSlot {
 	if sl != nil {
 		return sl
 	}
+	h, ok := c.Handle(node)
+	if !ok {
+		return nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if sl = m.nodes[node]; sl == nil {
 		if m.nodes == nil {
 			m.nodes = map[string]*nodeSlot{}
 		}
-		sl = &nodeSlot{node: c.Handle(node)}
+		sl = &nodeSlot{node: h}
 		m.nodes[node] = sl
 	}
 	return sl
@@ -91,8 +96,15 @@ func (m *memo) forget(node string) {
 	m.mu.Unlock()
 }
 
-// view returns the node's view.
-func (sl *nodeSlot) view() cache.NodeView { return sl.node.View() }
+// view returns the node's view: through the slot's handle, or by name when
+// the cache does not know the node (sl is nil), to say why it takes no GPU
+// pods.
+func (sl *nodeSlot) view(c *cache.Cache, node string) cache.NodeView {
+	if sl == nil {
+		return c.View(node)
+	}
+	return sl.node.View()
+}
 
 // fits returns the entry saying that req fits on the node's snapshot st;
 // nil when that is not known.
@@ -132,8 +144,11 @@ func (sl *nodeSlot) record(s *cycleState, st *allocator.State, known *memoEntry)
 }
 
 // judgedIn returns what the cycle s's Filter judged on the node; false when
-// its Filter did not judge it (or a later cycle's did since).
+// its Filter did not judge it (or a later cycle's did since). sl may be nil.
 func (sl *nodeSlot) judgedIn(s *cycleState) (judged, bool) {
+	if sl == nil {
+		return judged{}, false
+	}
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	if sl.judgedBy != s {

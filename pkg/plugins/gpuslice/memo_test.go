@@ -282,3 +282,34 @@ func TestJudgedRecordIsPerCycle(t *testing.T) {
 		t.Fatalf("reserved %+v", info)
 	}
 }
+
+// Nodes the cache knows nothing of (CPU-only nodes, nodes without an
+// exporter) are rejected with the cache's reason and leave no slot behind.
+func TestUnknownNodesGetNoSlot(t *testing.T) {
+	args := testArgs("fragmentation-aware")
+	c := newCache(t, h100)
+	pl := newPlugin(t, testShared(c, args), args, nil)
+	ctx := context.Background()
+	pod := gpuPod("p", map[string]int64{"nvidia.com/gpu": 1})
+	st := pl.Filter(ctx, cycle(t, pl, pod), pod, nodeInfo("cpu-only"))
+	if st.Code() != fwk.UnschedulableAndUnresolvable || !strings.Contains(st.Message(), "no GPU topology published for node cpu-only") {
+		t.Fatalf("Filter on an unknown node: %v", st)
+	}
+	cpuPod := gpuPod("web", nil)
+	cs := framework.NewCycleState()
+	if _, st := pl.PreFilter(ctx, cs, cpuPod, nil); !st.IsSkip() {
+		t.Fatalf("PreFilter of a CPU-only pod: %v", st)
+	}
+	if score, st := pl.Score(ctx, cs, cpuPod, nodeInfo("cpu-only")); !st.IsSuccess() || score != 0 {
+		t.Fatalf("Score of a CPU-only pod on an unknown node: %d, %v", score, st)
+	}
+	pl.memo.mu.RLock()
+	_, kept := pl.memo.nodes["cpu-only"]
+	pl.memo.mu.RUnlock()
+	if kept {
+		t.Error("a slot was made for a node the cache does not know")
+	}
+	if got := c.Nodes(); len(got) != 1 {
+		t.Errorf("cache nodes %v, want only h100", got)
+	}
+}

@@ -43,7 +43,7 @@ func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo
 			return 0, fwk.AsStatus(fmt.Errorf("node %s was not filtered in this cycle", node))
 		}
 		// A CPU-only pod (fragmentation-aware only): Filter did not run.
-		view := slot.view()
+		view := slot.view(p.shared.cache, node)
 		if view.State == nil || !view.Freshness.Usable {
 			return 0, nil // no GPU to strand
 		}
