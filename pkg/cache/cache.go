@@ -153,9 +153,18 @@ func (c *Cache) View(name string) NodeView {
 	e := c.entry(name, false)
 	c.mu.RUnlock()
 	if e == nil {
-		return NodeView{Freshness: Freshness{Reason: fmt.Sprintf("no GPU topology published for node %s (is the gpuslice exporter running there?)", name)}}
+		return NodeView{Freshness: UnknownNode(name)}
 	}
 	return c.view(e)
+}
+
+// UnknownNode is the freshness of a node the cache knows nothing of.
+func UnknownNode(name string) Freshness {
+	return Freshness{Reason: noTopology(name)}
+}
+
+func noTopology(name string) string {
+	return fmt.Sprintf("no GPU topology published for node %s (is the gpuslice exporter running there?)", name)
 }
 
 func (c *Cache) view(e *nodeEntry) NodeView {
@@ -222,7 +231,7 @@ func (p *published) freshness(node string, now time.Time, staleAfter time.Durati
 func (e *nodeEntry) setBlocked() {
 	switch {
 	case e.topo == nil:
-		e.blocked = fmt.Sprintf("no GPU topology published for node %s (is the gpuslice exporter running there?)", e.name)
+		e.blocked = noTopology(e.name)
 	case e.compileErr != nil:
 		e.blocked = fmt.Sprintf("GPU topology of node %s is invalid: %v", e.name, e.compileErr)
 	case e.topo.State == "Reconfiguring":

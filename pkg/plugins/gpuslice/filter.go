@@ -2,10 +2,11 @@ package gpuslice
 
 import (
 	"context"
-	"fmt"
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/gpuslice/gpuslice/pkg/cache"
 )
 
 // Filter admits a node when its exporter's topology is fresh and every GPU
@@ -22,14 +23,7 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 	node := nodeInfo.Node().Name
 	slot := p.memo.slot(p.shared.cache, node)
 	if slot == nil {
-		// The cache knows nothing of the node: View says why it takes no
-		// GPU pods. Should the node have become known since, look again.
-		if view := p.shared.cache.View(node); !view.Freshness.Usable {
-			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+view.Freshness.Reason)
-		}
-		if slot = p.memo.slot(p.shared.cache, node); slot == nil {
-			return fwk.AsStatus(fmt.Errorf("node %s is usable but has no cache entry", node))
-		}
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+cache.UnknownNode(node).Reason)
 	}
 	view := slot.node.View()
 	if !view.Freshness.Usable {
@@ -53,6 +47,6 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 			slot.storeFit(st, s.reqKey)
 		}
 	}
-	slot.record(s, st, known)
+	slot.record(s, judged{st: st, memo: known, own: !shared})
 	return nil
 }

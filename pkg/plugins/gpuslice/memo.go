@@ -64,8 +64,9 @@ type memoEntry struct {
 }
 
 // slot returns the node's slot, creating it on first use; nil while the
-// cache knows nothing of the node (it takes no GPU pods then, and gets no
-// slot: CPU-only nodes, which come and go, leave nothing behind).
+// cache knows nothing of the node (it takes no GPU pods then, see
+// cache.UnknownNode, and gets no slot: CPU-only nodes, which come and go,
+// leave nothing behind).
 func (m *memo) slot(c *cache.Cache, node string) *nodeSlot {
 	m.mu.RLock()
 	sl := m.nodes[node]
@@ -94,16 +95,6 @@ func (m *memo) forget(node string) {
 	m.mu.Lock()
 	delete(m.nodes, node)
 	m.mu.Unlock()
-}
-
-// view returns the node's view: through the slot's handle, or by name when
-// the cache does not know the node (sl is nil), to say why it takes no GPU
-// pods.
-func (sl *nodeSlot) view(c *cache.Cache, node string) cache.NodeView {
-	if sl == nil {
-		return c.View(node)
-	}
-	return sl.node.View()
 }
 
 // fits returns the entry saying that req fits on the node's snapshot st;
@@ -135,11 +126,10 @@ func (e *memoEntry) scoreOf() (int64, bool) {
 	return 0, false
 }
 
-// record notes the snapshot the cycle s's Filter judged, with the memo
-// entry it found (nil when it checked the snapshot itself).
-func (sl *nodeSlot) record(s *cycleState, st *allocator.State, known *memoEntry) {
+// record notes what the cycle s's Filter judged.
+func (sl *nodeSlot) record(s *cycleState, j judged) {
 	sl.mu.Lock()
-	sl.judgedBy, sl.judged = s, judged{st: st, memo: known}
+	sl.judgedBy, sl.judged = s, j
 	sl.mu.Unlock()
 }
 

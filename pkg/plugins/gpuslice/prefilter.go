@@ -107,6 +107,7 @@ func (p *Plugin) adjust(cs fwk.CycleState, other *v1.Pod, nodeInfo fwk.NodeInfo,
 	} else {
 		o.remove = append(o.remove, devs)
 	}
+	s.overlaid.Store(true)
 	return nil
 }
 

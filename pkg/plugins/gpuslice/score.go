@@ -43,13 +43,16 @@ func (p *Plugin) Score(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInfo
 			return 0, fwk.AsStatus(fmt.Errorf("node %s was not filtered in this cycle", node))
 		}
 		// A CPU-only pod (fragmentation-aware only): Filter did not run.
-		view := slot.view(p.shared.cache, node)
+		if slot == nil {
+			return 0, nil // a node the cache does not know: no GPU to strand
+		}
+		view := slot.node.View()
 		if view.State == nil || !view.Freshness.Usable {
 			return 0, nil // no GPU to strand
 		}
 		st = view.State
 	}
-	memoized := ok && p.scorer.Strategy != allocator.FragmentationAware && s.overlayFor(node) == nil
+	memoized := ok && p.scorer.Strategy != allocator.FragmentationAware && !j.own
 	if memoized {
 		// Filter's memo entry holds the score when an earlier cycle scored
 		// this snapshot for this request. (Without an entry, Filter checked

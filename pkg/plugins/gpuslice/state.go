@@ -3,6 +3,7 @@ package gpuslice
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -27,6 +28,9 @@ type cycleState struct {
 	// overlay holds devices that preemption's dry run adds to or removes from
 	// a node (PreFilterExtensions).
 	overlay map[string]*overlay
+	// overlaid is set once overlay has an entry, so that Filter, which asks
+	// for every node, takes no lock in the common cycle without one.
+	overlaid atomic.Bool
 }
 
 // judged is what Filter recorded of a node: the snapshot it judged and,
@@ -35,6 +39,8 @@ type cycleState struct {
 type judged struct {
 	st   *allocator.State
 	memo *memoEntry
+	// own: st is this cycle's copy with its overlay, never memoised.
+	own bool
 }
 
 type overlay struct {
@@ -47,6 +53,7 @@ func (s *cycleState) Clone() fwk.StateData {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := &cycleState{req: s.req, reqKey: s.reqKey, host: s.host, mix: s.mix}
+	c.overlaid.Store(s.overlaid.Load())
 	if s.overlay != nil {
 		c.overlay = make(map[string]*overlay, len(s.overlay))
 		for k, o := range s.overlay {
@@ -57,6 +64,9 @@ func (s *cycleState) Clone() fwk.StateData {
 }
 
 func (s *cycleState) overlayFor(node string) *overlay {
+	if !s.overlaid.Load() {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.overlay[node]
