@@ -189,7 +189,14 @@ func (r *Request) String() string {
 		return ""
 	}
 	var b strings.Builder
-	for i, rc := range r.Effective {
+	WriteCounts(&b, r.Effective)
+	return b.String()
+}
+
+// WriteCounts writes counts as "name=count" pairs, comma-separated, in
+// their order.
+func WriteCounts(b *strings.Builder, counts []ResourceCount) {
+	for i, rc := range counts {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -197,5 +204,4 @@ func (r *Request) String() string {
 		b.WriteByte('=')
 		b.WriteString(strconv.Itoa(rc.Count))
 	}
-	return b.String()
 }

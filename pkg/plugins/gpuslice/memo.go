@@ -1,7 +1,6 @@
 package gpuslice
 
 import (
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,14 +162,7 @@ func requestKey(req *podrequest.Request) string {
 		if c.Restartable {
 			b.WriteByte('r')
 		}
-		for i, rc := range c.Resources {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(rc.Name)
-			b.WriteByte('=')
-			b.WriteString(strconv.Itoa(rc.Count))
-		}
+		podrequest.WriteCounts(&b, c.Resources)
 	}
 	return b.String()
 }
