@@ -100,15 +100,8 @@ func gatherScheduler() (schedulerMetrics, error) {
 		switch f.GetName() {
 		case attemptMetric:
 			for _, m := range f.GetMetric() {
-				var k attemptKey
-				for _, l := range m.GetLabel() {
-					switch l.GetName() {
-					case "profile":
-						k.profile = l.GetValue()
-					case "result":
-						k.result = l.GetValue()
-					}
-				}
+				l := labels(m.GetLabel())
+				k := attemptKey{l["profile"], l["result"]}
 				ph := m.GetHistogram()
 				h := histogram{count: ph.GetSampleCount(), sum: ph.GetSampleSum()}
 				for _, b := range ph.GetBucket() {
@@ -122,45 +115,39 @@ func gatherScheduler() (schedulerMetrics, error) {
 			}
 		case batchAttemptsMetric, batchFlushedMetric:
 			for _, m := range f.GetMetric() {
-				var k attemptKey
-				for _, l := range m.GetLabel() {
-					switch l.GetName() {
-					case "profile":
-						k.profile = l.GetValue()
-					case "result":
-						k.result = l.GetValue()
-					case "reason":
-						k.result = "flushed/" + l.GetValue()
-					}
+				l := labels(m.GetLabel())
+				k := attemptKey{l["profile"], l["result"]}
+				if r, ok := l["reason"]; ok {
+					k.result = "flushed/" + r
 				}
 				out.batch[k] += m.GetCounter().GetValue()
 			}
 		case evaluationMetric:
 			for _, m := range f.GetMetric() {
-				var k evaluationKey
-				for _, l := range m.GetLabel() {
-					switch l.GetName() {
-					case "plugin":
-						k.plugin = l.GetValue()
-					case "extension_point":
-						k.point = l.GetValue()
-					case "profile":
-						k.profile = l.GetValue()
-					}
-				}
-				out.evaluations[k] += m.GetCounter().GetValue()
+				l := labels(m.GetLabel())
+				out.evaluations[evaluationKey{l["plugin"], l["extension_point"], l["profile"]}] += m.GetCounter().GetValue()
 			}
 		case cacheSizeMetric:
 			for _, m := range f.GetMetric() {
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "type" {
-						out.cacheSize[l.GetValue()] = m.GetGauge().GetValue()
-					}
+				if t, ok := labels(m.GetLabel())["type"]; ok {
+					out.cacheSize[t] = m.GetGauge().GetValue()
 				}
 			}
 		}
 	}
 	return out, nil
+}
+
+// labels maps a series' label names to their values.
+func labels[L interface {
+	GetName() string
+	GetValue() string
+}](pairs []L) map[string]string {
+	out := make(map[string]string, len(pairs))
+	for _, l := range pairs {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
 }
 
 // waitAttempts reads the metrics once the profile's scheduled-attempt count
