@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 
+	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet/kubelettest"
+
 	"github.com/gpuslice/gpuslice/pkg/allocator"
 	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet"
 )
@@ -79,42 +81,9 @@ func (f *fakeKubelet) set(pods []*podresourcesv1.PodResources) {
 	f.mu.Unlock()
 }
 
-// socketPath is a short socket path in a fresh directory (unix socket paths
-// are limited to 108 bytes).
-func socketPath(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "kubelet.sock")
-	if len(p) < 100 {
-		return p
-	}
-	dir, err := os.MkdirTemp("", "podres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "kubelet.sock")
-}
+func socketPath(t *testing.T) string { return kubelettest.SocketPath(t) }
 
-func serve(t *testing.T, f *fakeKubelet) string {
-	t.Helper()
-	sock := socketPath(t)
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	podresourcesv1.RegisterPodResourcesListerServer(srv, f)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return sock
-}
+func serve(t *testing.T, f *fakeKubelet) string { return kubelettest.Serve(t, f) }
 
 func dial(t *testing.T, sock string, opts ...Option) *Client {
 	t.Helper()
