@@ -53,6 +53,15 @@ func Median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// RunGrid runs fn for every (policy, seed), parallel at a time, and returns
+// the results ordered by policy (as given), then seed. The first error
+// cancels the rest and is returned.
+func RunGrid[P, T any](ctx context.Context, policies []P, seeds []int64, parallel int, fn func(ctx context.Context, p P, seed int64) (T, error)) ([]T, error) {
+	return RunAll(ctx, len(policies)*len(seeds), parallel, func(ctx context.Context, i int) (T, error) {
+		return fn(ctx, policies[i/len(seeds)], seeds[i%len(seeds)])
+	})
+}
+
 // RunAll runs fn(ctx, i) for i in [0, n), parallel at a time, and returns
 // the results by i. The first error cancels the rest and is returned.
 func RunAll[T any](ctx context.Context, n, parallel int, fn func(ctx context.Context, i int) (T, error)) ([]T, error) {

@@ -3,7 +3,9 @@ package benchutil
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +46,14 @@ func TestRunAll(t *testing.T) {
 	}
 	if _, err := RunAll(context.Background(), 1, 0, func(context.Context, int) (int, error) { return 0, nil }); err == nil {
 		t.Error("parallel 0 accepted")
+	}
+}
+
+func TestRunGridOrder(t *testing.T) {
+	got, err := RunGrid(context.Background(), []string{"a", "b"}, []int64{1, 2, 3}, 2, func(_ context.Context, p string, seed int64) (string, error) {
+		return fmt.Sprintf("%s%d", p, seed), nil
+	})
+	if err != nil || strings.Join(got, " ") != "a1 a2 a3 b1 b2 b3" {
+		t.Fatalf("RunGrid = %v, %v; want policies as given, then seeds", got, err)
 	}
 }

@@ -108,27 +108,16 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 // runAll runs every (policy, seed), parallel at a time, and returns the
 // results ordered by policy (as given), then seed.
 func runAll(ctx context.Context, pols []Policy, cluster ClusterSpec, mix []Class, nPods int, seeds []int64, parallel int) ([]*Result, error) {
-	type job struct {
-		p    Policy
-		seed int64
-	}
-	var jobs []job
-	for _, p := range pols {
-		for _, s := range seeds {
-			jobs = append(jobs, job{p: p, seed: s})
-		}
-	}
-	return benchutil.RunAll(ctx, len(jobs), parallel, func(ctx context.Context, i int) (*Result, error) {
-		j := jobs[i]
+	return benchutil.RunGrid(ctx, pols, seeds, parallel, func(ctx context.Context, p Policy, seed int64) (*Result, error) {
 		// Every run gets its own pod objects (same seed: same order).
-		pods, err := Workload(mix, nPods, j.seed)
+		pods, err := Workload(mix, nPods, seed)
 		if err == nil {
 			var r *Result
-			if r, err = Run(ctx, j.p, cluster, pods, j.seed); err == nil {
+			if r, err = Run(ctx, p, cluster, pods, seed); err == nil {
 				return r, nil
 			}
 		}
-		return nil, fmt.Errorf("%s seed %d: %w", j.p.Name, j.seed, err)
+		return nil, fmt.Errorf("%s seed %d: %w", p.Name, seed, err)
 	})
 }
 

@@ -102,20 +102,10 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 // replayAll runs every (policy, seed) replay, parallel replays at a time,
 // and returns the runs ordered by policy (as given) and seed.
 func replayAll(ctx context.Context, factories []Factory, seeds []int64, base ReplayOptions, parallel int) ([]*Run, error) {
-	type job struct {
-		f    Factory
-		seed int64
-	}
-	var jobs []job
-	for _, f := range factories {
-		for _, s := range seeds {
-			jobs = append(jobs, job{f: f, seed: s})
-		}
-	}
-	return benchutil.RunAll(ctx, len(jobs), parallel, func(ctx context.Context, i int) (*Run, error) {
+	return benchutil.RunGrid(ctx, factories, seeds, parallel, func(ctx context.Context, f Factory, seed int64) (*Run, error) {
 		o := base
-		o.Seed = jobs[i].seed
-		return Replay(ctx, jobs[i].f, o)
+		o.Seed = seed
+		return Replay(ctx, f, o)
 	})
 }
 
