@@ -86,25 +86,38 @@ func (s *State) stranded(deltas []delta, free float64, c *MixClass, h HostFit) f
 }
 
 // strandedSlots is stranded when the node's CPU and memory are known: the
-// node can host k more pods of class c, k the least of the free devices of
-// each resource divided by the class's count and of what its free CPU and
-// memory allow; the class uses k times its request, the rest is stranded
-// (see strandedSlotsOneGPU).
+// node can host k more pods of class c (see slots), the class uses k times
+// its request, the rest is stranded.
 func (s *State) strandedSlots(deltas []delta, free float64, c *MixClass, h HostFit) float64 {
-	n := s.node
-	k := h.hostSlots(c)
-	perPod := 0.0
-	for i := range c.Resources {
-		rc := &c.Resources[i]
-		ri, ok := n.resIndex[rc.Name]
-		if !ok || rc.Count <= 0 {
-			return free
-		}
-		k = min(k, float64(s.freeOf(ri, deltas)/int32(rc.Count)))
-		perPod += float64(rc.Count) * n.resources[ri].weight
-	}
+	k, perPod := s.slots(deltas, c, h)
+	return strandedFrom(free, k, perPod)
+}
+
+// strandedFrom is the free capacity a class cannot use when the node hosts
+// k more of its pods, each taking perPod: all of it when k is 0.
+func strandedFrom(free, k, perPod float64) float64 {
 	if k == 0 {
 		return free
 	}
 	return max(free-k*perPod, 0)
+}
+
+// slots is how many more pods of class c the node can host, with deltas
+// taken from the free counts: the least of the free devices of each
+// resource divided by the class's count and of what h's CPU and memory
+// allow (fractional, see hostSlots); and the weighted GPU capacity one pod
+// of c takes. k is 0 when c does not fit.
+func (s *State) slots(deltas []delta, c *MixClass, h HostFit) (k, perPod float64) {
+	n := s.node
+	k = h.hostSlots(c)
+	for i := range c.Resources {
+		rc := &c.Resources[i]
+		ri, ok := n.resIndex[rc.Name]
+		if !ok || rc.Count <= 0 {
+			return 0, 0
+		}
+		k = min(k, float64(s.freeOf(ri, deltas)/int32(rc.Count)))
+		perPod += float64(rc.Count) * n.resources[ri].weight
+	}
+	return k, perPod
 }

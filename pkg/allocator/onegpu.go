@@ -276,24 +276,29 @@ func (s *State) gpuFillOneGPU(r *resource, count int) float64 {
 }
 
 // strandedSlotsOneGPU is the stranded capacity when the node's CPU and
-// memory are known: the node can host k more pods of class c, k the least
-// of how many fit on its GPUs (slots of the class's share on each GPU, or
-// sets of whole unused GPUs) and in its free CPU and memory; the class can
-// use k times its GPU request and the rest of the free capacity is
-// stranded. Unlike FGD's one-pod test, this sees a node whose CPU serves
-// two more pods while six GPUs are free.
+// memory are known: the node can host k more pods of class c (see
+// slotsOneGPU), the class can use k times its GPU request and the rest of
+// the free capacity is stranded. Unlike FGD's one-pod test, this sees a node
+// whose CPU serves two more pods while six GPUs are free.
 func (s *State) strandedSlotsOneGPU(deltas []unitDelta, free float64, c *MixClass, h HostFit) float64 {
+	k, perPod := s.slotsOneGPU(deltas, c, h)
+	return strandedFrom(free, k, perPod)
+}
+
+// slotsOneGPU is slots in one-GPU-per-request mode: the least of how many
+// pods of c fit on the GPUs (slots of the class's share on each GPU, or
+// sets of whole unused GPUs) and in h's CPU and memory.
+func (s *State) slotsOneGPU(deltas []unitDelta, c *MixClass, h HostFit) (k, perPod float64) {
 	n := s.node
-	k := h.hostSlots(c)
+	k = h.hostSlots(c)
 	if k == 0 {
-		return free
+		return 0, 0
 	}
-	perPod := 0.0
 	for i := range c.Resources {
 		rc := &c.Resources[i]
 		ri, ok := n.resIndex[rc.Name]
 		if !ok {
-			return free
+			return 0, 0
 		}
 		r := &n.resources[ri]
 		per := n.perUnit(r)
@@ -301,7 +306,7 @@ func (s *State) strandedSlotsOneGPU(deltas []unitDelta, free float64, c *MixClas
 		slots := int64(0)
 		if need > per {
 			if need%per != 0 {
-				return free
+				return 0, 0
 			}
 			whole := int64(0)
 			for _, ui := range r.units {
@@ -317,9 +322,9 @@ func (s *State) strandedSlotsOneGPU(deltas []unitDelta, free float64, c *MixClas
 		}
 		k = min(k, float64(slots))
 		if k == 0 {
-			return free
+			return 0, 0
 		}
 		perPod += float64(need) * r.weight
 	}
-	return max(free-k*perPod, 0)
+	return k, perPod
 }
