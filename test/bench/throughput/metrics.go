@@ -21,9 +21,6 @@ const (
 	batchFlushedMetric  = "scheduler_batch_cache_flushed_total" // labels profile, reason
 	// Every plugin call of PreFilter, Filter, PreScore and Score.
 	evaluationMetric = "scheduler_plugin_evaluation_total" // labels plugin, extension_point, profile
-	// visitPlugin's Filter runs first in every profile, for every node a
-	// cycle examines: its evaluations count the nodes examined.
-	visitPlugin = "NodeUnschedulable"
 )
 
 // evaluationKey selects one series of evaluationMetric.

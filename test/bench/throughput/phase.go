@@ -183,8 +183,16 @@ func (res *phaseResult) schedulerFigures(before, after schedulerMetrics) {
 			res.Attempts[k.result] = n
 		}
 	}
-	k := evaluationKey{visitPlugin, "Filter", res.SchedulerName}
-	res.NodesFilteredPerPod = (after.evaluations[k] - before.evaluations[k]) / float64(res.Pods)
+	// The profile's first Filter plugin runs for every node a cycle
+	// examines (NodeUnschedulable in the stock profile, GPUSlice where it
+	// filters first): the most evaluations of any Filter plugin.
+	examined := 0.0
+	for k, v := range after.evaluations {
+		if k.point == "Filter" && k.profile == res.SchedulerName {
+			examined = max(examined, v-before.evaluations[k])
+		}
+	}
+	res.NodesFilteredPerPod = examined / float64(res.Pods)
 	res.Batch = map[string]uint64{}
 	for k, v := range after.batch {
 		if n := v - before.batch[k]; k.profile == res.SchedulerName && n > 0 {
