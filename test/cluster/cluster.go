@@ -174,6 +174,8 @@ func KeepAlive(ctx context.Context, kube kubernetes.Interface, interval time.Dur
 // through kubeconfig. gpuslice-binpack binds with GPUSlice, as shipped (one
 // Binding carrying the assignment); gpuslice-spread keeps the DefaultBinder,
 // so the tests cover both ways the assignment is written (Bind, PreBind).
+// Likewise gpuslice-binpack filters as shipped (GPUSlice first) and
+// gpuslice-spread in the default order.
 func SchedulerConfig(kubeconfig string, heartbeatTimeout time.Duration) string {
 	return strings.NewReplacer("KUBECONFIG", kubeconfig, "TIMEOUT", heartbeatTimeout.String()).Replace(`apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -185,6 +187,9 @@ profiles:
 - schedulerName: gpuslice-binpack
   plugins:
     multiPoint:
+      enabled:
+      - name: GPUSlice
+    filter:
       enabled:
       - name: GPUSlice
     bind:

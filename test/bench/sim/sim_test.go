@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
@@ -159,5 +161,28 @@ func TestStockSchedulerMeetsKubeletRejection(t *testing.T) {
 	}
 	if st := s.Stats(); st.AdmissionRejected != 1 || st.Scheduled != 2 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestShippedProfilesFilterWithGPUSliceFirst: every shipped gpuslice
+// profile runs GPUSlice's Filter before the default filters (nodes whose
+// GPUs are taken are turned away by its memoised check) and binds with
+// GPUSlice, as the framework builds them from the shipped configuration.
+func TestShippedProfilesFilterWithGPUSliceFirst(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range []string{"gpuslice-binpack", "gpuslice-fragmentation-aware", "gpuslice-spread"} {
+		opts := shipped(t, name)
+		opts.Nodes = []Node{node(t, fixtures.Spec{Name: "h100", Product: "NVIDIA H100 80GB HBM3", GPUs: 1})}
+		s, err := New(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plugins := s.fw.ListPlugins()
+		if f := plugins.Filter.Enabled; len(f) < 2 || f[0].Name != "GPUSlice" || !slices.ContainsFunc(f, func(p schedconfig.Plugin) bool { return p.Name == "NodeResourcesFit" }) {
+			t.Errorf("%s: filter plugins %v, want GPUSlice first, then the defaults", name, f)
+		}
+		if b := plugins.Bind.Enabled; len(b) == 0 || b[0].Name != "GPUSlice" {
+			t.Errorf("%s: bind plugins %v, want GPUSlice first", name, b)
+		}
 	}
 }
