@@ -15,6 +15,10 @@ type MixClass struct {
 	// Host is the CPU and memory the class asks for (zero when unknown).
 	Host   Host
 	Weight float64
+	// Demand is the class's share of the device demand (0 when unknown):
+	// pods of classes that ask for many devices are few, but hold much of
+	// it.
+	Demand float64
 }
 
 // Host is CPU and memory: what a pod requests, or what a node has left.
@@ -189,7 +193,7 @@ func (l *MixLearner) Snapshot(minShare float64) *Mix {
 			continue
 		}
 		kept += c.raw
-		m.Classes = append(m.Classes, MixClass{Resources: c.resources, Host: c.host, Weight: c.raw})
+		m.Classes = append(m.Classes, MixClass{Resources: c.resources, Host: c.host, Weight: c.raw, Demand: c.demand() / total})
 	}
 	for i := range m.Classes {
 		m.Classes[i].Weight /= kept
