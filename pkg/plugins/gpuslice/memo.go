@@ -133,17 +133,20 @@ func (sl *nodeSlot) record(s *cycleState, j judged) {
 }
 
 // judgedIn returns what the cycle s's Filter judged on the node; false when
-// its Filter did not judge it (or a later cycle's did since). sl may be nil.
+// its Filter did not judge it (or a later cycle's did since). A clone
+// without an overlay reads its origin's record too: the scheduler's
+// opportunistic batching rescores the node it filtered with the cycle's own
+// state using a clone. sl may be nil.
 func (sl *nodeSlot) judgedIn(s *cycleState) (judged, bool) {
 	if sl == nil {
 		return judged{}, false
 	}
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	if sl.judgedBy != s {
-		return judged{}, false
+	if sl.judgedBy == s || (s.origin != nil && sl.judgedBy == s.origin && !s.overlaid.Load()) {
+		return sl.judged, true
 	}
-	return sl.judged, true
+	return judged{}, false
 }
 
 // requestKey identifies a request for the memo: everything Check and the

@@ -283,6 +283,56 @@ func TestJudgedRecordIsPerCycle(t *testing.T) {
 	}
 }
 
+// Opportunistic batching filters the previous pick with the cycle's own
+// state and rescores it with a clone (the framework's rescoreHintedNode):
+// the clone reads its origin's record and scores what Filter judged. A clone
+// with a preemption overlay does not.
+func TestCloneScoresWhatItsOriginFiltered(t *testing.T) {
+	for _, strategy := range []string{"binpack", "fragmentation-aware"} {
+		t.Run(strategy, func(t *testing.T) {
+			args := testArgs(strategy)
+			pl := newPlugin(t, testShared(newCache(t, h100), args), args, nil)
+			ctx := context.Background()
+			pod := gpuPod("p", map[string]int64{"nvidia.com/gpu": 1})
+			cs := cycle(t, pl, pod)
+			if st := pl.Filter(ctx, cs, pod, nodeInfo("h100")); !st.IsSuccess() {
+				t.Fatal(st)
+			}
+			want, st := pl.Score(ctx, cs, pod, nodeInfo("h100"))
+			if !st.IsSuccess() {
+				t.Fatal(st)
+			}
+			rescore := cs.Clone()
+			if st := pl.PreScore(ctx, rescore, pod, []fwk.NodeInfo{nodeInfo("h100")}); !st.IsSuccess() && !st.IsSkip() {
+				t.Fatal(st)
+			}
+			got, st := pl.Score(ctx, rescore, pod, nodeInfo("h100"))
+			if !st.IsSuccess() {
+				t.Fatalf("Score with a clone of the cycle that filtered the node: %v", st)
+			}
+			if got != want {
+				t.Errorf("clone scored %d, the cycle's own state %d", got, want)
+			}
+			// A clone of the clone still reads the cycle's record.
+			if _, st := pl.Score(ctx, rescore.Clone(), pod, nodeInfo("h100")); !st.IsSuccess() {
+				t.Fatalf("Score with a clone of a clone: %v", st)
+			}
+
+			overlaid := cs.Clone()
+			pi, err := framework.NewPodInfo(gpuPod("nominated", map[string]int64{"nvidia.com/gpu": 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := pl.AddPod(ctx, overlaid, pod, pi, nodeInfo("h100")); !st.IsSuccess() {
+				t.Fatal(st)
+			}
+			if _, st := pl.Score(ctx, overlaid, pod, nodeInfo("h100")); st.IsSuccess() || !strings.Contains(st.Message(), "not filtered in this cycle") {
+				t.Fatalf("Score with an overlaid clone used the unoverlaid record: %v", st)
+			}
+		})
+	}
+}
+
 // Nodes the cache knows nothing of (CPU-only nodes, nodes without an
 // exporter) are rejected with the cache's reason and leave no slot behind.
 func TestUnknownNodesGetNoSlot(t *testing.T) {

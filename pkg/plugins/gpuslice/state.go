@@ -23,6 +23,12 @@ type cycleState struct {
 	// host is the pod's CPU and memory request.
 	host allocator.Host
 	mix  *allocator.Mix
+	// origin is the cycle's own state when this one is a clone (nil in the
+	// cycle's own state). Opportunistic batching filters the previous pick
+	// with the cycle's state, then rescores it with a clone: the clone may
+	// use what its origin's Filter judged, as long as it has no overlay of
+	// its own (see nodeSlot.judgedIn).
+	origin *cycleState
 
 	mu sync.Mutex
 	// overlay holds devices that preemption's dry run adds to or removes from
@@ -48,11 +54,16 @@ type overlay struct {
 }
 
 // Clone copies what AddPod/RemovePod change. A clone is another cycle for
-// the memo's judged records: preemption's dry run filters with clones.
+// the memo's judged records (preemption's dry run filters with clones), but
+// it can read its origin's while it has no overlay.
 func (s *cycleState) Clone() fwk.StateData {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := &cycleState{req: s.req, reqKey: s.reqKey, host: s.host, mix: s.mix}
+	origin := s.origin
+	if origin == nil {
+		origin = s
+	}
+	c := &cycleState{req: s.req, reqKey: s.reqKey, host: s.host, mix: s.mix, origin: origin}
 	c.overlaid.Store(s.overlaid.Load())
 	if s.overlay != nil {
 		c.overlay = make(map[string]*overlay, len(s.overlay))
