@@ -175,7 +175,10 @@ func KeepAlive(ctx context.Context, kube kubernetes.Interface, interval time.Dur
 // Binding carrying the assignment); gpuslice-spread keeps the DefaultBinder,
 // so the tests cover both ways the assignment is written (Bind, PreBind).
 // Likewise gpuslice-binpack filters as shipped (GPUSlice first) and
-// gpuslice-spread in the default order.
+// gpuslice-spread in the default order. gpuslice-binpack drops the
+// system-default topology spreading as shipped, so its pods are signed and
+// the scheduler batches them (reusing a cycle's filter and score results);
+// gpuslice-spread keeps the defaults and schedules every pod in full.
 func SchedulerConfig(kubeconfig string, heartbeatTimeout time.Duration) string {
 	return strings.NewReplacer("KUBECONFIG", kubeconfig, "TIMEOUT", heartbeatTimeout.String()).Replace(`apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -202,6 +205,9 @@ profiles:
         type: binpack
       heartbeatTimeout: TIMEOUT
       leaseNamespace: gpuslice-system
+  - name: PodTopologySpread
+    args:
+      defaultingType: List
   - name: NodeResourcesFit
     args:
       scoringStrategy:

@@ -186,3 +186,50 @@ func TestShippedProfilesFilterWithGPUSliceFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedPackingProfilesSignPods: the packing profiles drop the
+// system-default topology spreading, so the framework signs their GPU pods
+// and opportunistic batching can reuse a cycle's results for the next pod
+// with the same requests. gpuslice-spread keeps the defaults and, like the
+// stock profile, signs nothing.
+func TestShippedPackingProfilesSignPods(t *testing.T) {
+	ctx := context.Background()
+	p := pod("p", "nvidia.com/gpu", 1)
+	p.Spec.Containers[0].Resources.Requests[v1.ResourceCPU] = resource.MustParse("100m")
+	for name, signs := range map[string]bool{"gpuslice-binpack": true, "gpuslice-fragmentation-aware": true, "gpuslice-spread": false} {
+		opts := shipped(t, name)
+		opts.Nodes = []Node{node(t, fixtures.Spec{Name: "h100", Product: "NVIDIA H100 80GB HBM3", GPUs: 1})}
+		s, err := New(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := s.fw.SignPod(ctx, p)
+		if got := sig != nil; got != signs {
+			t.Errorf("%s: signature %q, want one: %v", name, sig, signs)
+		}
+		if signs && !strings.Contains(string(sig), "GPURequests") {
+			t.Errorf("%s: signature %s carries no GPU request", name, sig)
+		}
+		// A pod with its own spread constraints is never batched.
+		spread := p.DeepCopy()
+		spread.Spec.TopologySpreadConstraints = []v1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: v1.LabelHostname, WhenUnsatisfiable: v1.ScheduleAnyway, LabelSelector: &metav1.LabelSelector{}}}
+		if sig := s.fw.SignPod(ctx, spread); sig != nil {
+			t.Errorf("%s: signed a pod with topology spread constraints: %s", name, sig)
+		}
+	}
+	cfg, err := StockConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := Profile(cfg, "default-scheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(ctx, Options{Profile: prof, Rand: rand.New(rand.NewPCG(1, 2)), Nodes: []Node{node(t, fixtures.Spec{Name: "h100", Product: "NVIDIA H100 80GB HBM3", GPUs: 1})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig := s.fw.SignPod(ctx, p); sig != nil {
+		t.Errorf("stock profile signed %s (system-default spreading makes pods unsignable)", sig)
+	}
+}
