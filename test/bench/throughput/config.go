@@ -21,6 +21,13 @@ const (
 	stockScheduler    = "default-scheduler"
 	gpusliceScheduler = "gpuslice-binpack"
 
+	// The stock plugins without the system-default topology spreading
+	// (--stock-batched): like gpuslice's packing profiles, its pods are
+	// signed and the scheduler batches them. It shows what of gpuslice's
+	// figure is batching, which any profile without default spreading gets.
+	stockBatchedLabel     = "stock-batched"
+	stockBatchedScheduler = "default-scheduler-batched"
+
 	// heartbeatTimeout replaces the shipped 40s: the benchmark renews no
 	// Lease (one heartbeat per node at setup), so the nodes must stay fresh
 	// for the whole run. Freshness is still checked in every Filter call.
@@ -34,9 +41,15 @@ const (
 	shippedConfig = "manifests/scheduler/config.yaml"
 )
 
-// profiles are the profiles of a round, in the order they run.
-func profiles() []profile {
-	return []profile{{stockLabel, stockScheduler}, {gpusliceLabel, gpusliceScheduler}}
+// profiles are the profiles of a round, in the order they run: stock and
+// gpuslice, and with --stock-batched the stock plugins without default
+// spreading last.
+func (o *options) profiles() []profile {
+	out := []profile{{stockLabel, stockScheduler}, {gpusliceLabel, gpusliceScheduler}}
+	if o.stockBatched {
+		out = append(out, profile{stockBatchedLabel, stockBatchedScheduler})
+	}
+	return out
 }
 
 // schedulerConfig returns the KubeSchedulerConfiguration of the run: one
@@ -44,7 +57,7 @@ func profiles() []profile {
 // default plugins, nothing changed) and the gpuslice-binpack profile exactly
 // as shipped in manifests/scheduler/config.yaml, except heartbeatTimeout
 // (see the constant). Client QPS and burst are clientQPS; no leader election.
-func schedulerConfig(repoRoot, kubeconfig string) (string, error) {
+func schedulerConfig(repoRoot, kubeconfig string, stockBatched bool) (string, error) {
 	path := filepath.Join(repoRoot, shippedConfig)
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -73,6 +86,15 @@ func schedulerConfig(repoRoot, kubeconfig string) (string, error) {
 		"clientConnection": map[string]any{"kubeconfig": kubeconfig, "qps": clientQPS, "burst": clientQPS},
 		"leaderElection":   map[string]any{"leaderElect": false},
 		"profiles":         []any{map[string]any{"schedulerName": stockScheduler}, gp},
+	}
+	if stockBatched {
+		cfg["profiles"] = append(cfg["profiles"].([]any), map[string]any{
+			"schedulerName": stockBatchedScheduler,
+			"pluginConfig": []any{map[string]any{
+				"name": "PodTopologySpread",
+				"args": map[string]any{"defaultingType": "List"},
+			}},
+		})
 	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {

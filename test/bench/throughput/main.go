@@ -67,6 +67,7 @@ type options struct {
 	setupWorkers  int
 	createWorkers int
 	dir           string
+	stockBatched  bool
 
 	// inspect, when set (tests), is called after each measured phase, while
 	// its pods still exist, before they are deleted.
@@ -103,6 +104,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (scheduler included) during round 1's gpuslice phase to this file, and of its stock phase to FILE.stock")
 	fs.IntVar(&o.setupWorkers, "setup-workers", 64, "concurrent workers creating nodes, GPUNodes and Leases")
 	fs.IntVar(&o.createWorkers, "create-workers", 32, "concurrent workers creating pods")
+	fs.BoolVar(&o.stockBatched, "stock-batched", false, "also run the stock plugins without the system-default topology spreading (profile default-scheduler-batched, whose pods the scheduler batches like gpuslice's), last in each round")
 	fs.StringVar(&o.dir, "dir", "", "directory for the control plane's state and logs (default: a temporary one, removed at the end)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -182,7 +184,7 @@ func run(ctx context.Context, o *options, stdout io.Writer) error {
 
 	var results []phaseResult
 	for round := 1; round <= o.rounds; round++ {
-		for _, p := range profiles() {
+		for _, p := range o.profiles() {
 			spec := phaseSpec{round: round, profile: p, namespace: fmt.Sprintf("throughput-%s-r%d", p.label, round), pods: o.pods}
 			if round == 1 && o.cpuProfile != "" {
 				spec.cpuProfile = o.cpuProfile

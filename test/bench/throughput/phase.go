@@ -69,6 +69,10 @@ type phaseResult struct {
 	// percentageOfNodesToScore feasible nodes, so a profile that fills
 	// nodes examines more.
 	NodesFilteredPerPod float64 `json:"nodesFilteredPerPod"`
+	// NodesUsed is how many nodes the phase's pods were bound to: how
+	// tightly the profile packed them (pods × GPUs per pod ÷ GPUs per node
+	// at best).
+	NodesUsed int `json:"nodesUsed"`
 	// End-to-end latencies: binding observed − create sent, per pod.
 	E2EP50Seconds float64 `json:"e2eP50Seconds"`
 	E2EP99Seconds float64 `json:"e2eP99Seconds"`
@@ -161,6 +165,7 @@ func (res *phaseResult) timings(t *tracker, began time.Time, perSecond []float64
 	last := slices.MaxFunc(bound, func(a, b time.Time) int { return a.Compare(b) })
 	res.Seconds = last.Sub(began).Seconds()
 	res.PodsPerSecond = float64(res.Pods) / res.Seconds
+	res.NodesUsed = t.nodesUsed()
 	res.MedianPodsPerSecond = benchutil.Median(perSecond)
 	e2e := make([]float64, len(bound))
 	for i := range bound {

@@ -71,17 +71,17 @@ func summarize(o *options, e *env, p profile, results []phaseResult) profileSumm
 func report(w io.Writer, o *options, e *env, results []phaseResult, wall time.Duration) error {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\tprofile\tpods\tseconds\tpods/s\tmedian pods/s\tattempt p50\tattempt p99\te2e p50\te2e p99\tbatched\tfiltered/pod\tCPU s: sched/apiserver/etcd\t")
+	fmt.Fprintln(tw, "round\tprofile\tpods\tseconds\tpods/s\tmedian pods/s\tattempt p50\tattempt p99\te2e p50\te2e p99\tbatched\tfiltered/pod\tnodes used\tCPU s: sched/apiserver/etcd\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%.2f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%d\t%.0f\t%s\t\n", r.Round, r.SchedulerName, r.Pods, r.Seconds, r.PodsPerSecond,
-			r.MedianPodsPerSecond, ms(r.AttemptP50Seconds), atLeast(r.AttemptP99Beyond)+ms(r.AttemptP99Seconds), ms(r.E2EP50Seconds), ms(r.E2EP99Seconds), r.Batch["hint_used"], r.NodesFilteredPerPod, cpuText(r.CPUSeconds))
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.2f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%d\t%.0f\t%d\t%s\t\n", r.Round, r.SchedulerName, r.Pods, r.Seconds, r.PodsPerSecond,
+			r.MedianPodsPerSecond, ms(r.AttemptP50Seconds), atLeast(r.AttemptP99Beyond)+ms(r.AttemptP99Seconds), ms(r.E2EP50Seconds), ms(r.E2EP99Seconds), r.Batch["hint_used"], r.NodesFilteredPerPod, r.NodesUsed, cpuText(r.CPUSeconds))
 	}
 	var summaries []profileSummary
-	for _, p := range profiles() {
+	for _, p := range o.profiles() {
 		s := summarize(o, e, p, results)
 		summaries = append(summaries, s)
 		if o.rounds > 1 {
-			fmt.Fprintf(tw, "median\t%s\t%d\t%.2f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t\t\t\t\n", s.SchedulerName, s.Pods, s.Seconds, s.PodsPerSecond,
+			fmt.Fprintf(tw, "median\t%s\t%d\t%.2f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t\t\t\t\t\n", s.SchedulerName, s.Pods, s.Seconds, s.PodsPerSecond,
 				s.MedianPodsPerSecond, ms(s.AttemptP50Seconds), ms(s.AttemptP99Seconds), ms(s.E2EP50Seconds), ms(s.E2EP99Seconds))
 		}
 	}
@@ -96,6 +96,7 @@ func report(w io.Writer, o *options, e *env, results []phaseResult, wall time.Du
 	fmt.Fprintln(w, `attempt: scheduler_scheduling_attempt_duration_seconds{result="scheduled"} of the profile, bucket-interpolated (">": beyond its last bucket)`)
 	fmt.Fprintln(w, "e2e: binding observed − create sent; batched: cycles that reused the previous pod's filter and score results (opportunistic batching)")
 	fmt.Fprintln(w, "filtered/pod: nodes the profile's cycles ran Filter on, per pod (the scheduler stops at percentageOfNodesToScore feasible nodes: full nodes add to it)")
+	fmt.Fprintf(w, "nodes used: nodes the phase's pods were bound to (at best %d)\n", minNodes(o))
 	fmt.Fprintf(w, "machine: %s; setup %s (nodes' objects %s); wall time %s\n", machine(), short(e.setup), short(e.nodesCreated), short(wall))
 	if o.json {
 		for _, s := range summaries {
@@ -112,6 +113,11 @@ func report(w io.Writer, o *options, e *env, results []phaseResult, wall time.Du
 	}
 	if o.rounds > 1 {
 		fmt.Fprintln(w, roundRatiosText(stock.PerRound, gs.PerRound))
+	}
+	if len(summaries) > 2 && summaries[2].PodsPerSecond > 0 {
+		sb := summaries[2]
+		fmt.Fprintf(w, "%s: %.1f pods/s; gpuslice ÷ %s = %.3f, %s ÷ stock = %.3f (medians over rounds)\n",
+			sb.SchedulerName, sb.PodsPerSecond, sb.Profile, gs.PodsPerSecond/sb.PodsPerSecond, sb.Profile, sb.PodsPerSecond/stock.PodsPerSecond)
 	}
 	fmt.Fprintf(w, "throughput_ratio=%.3f\n", gs.PodsPerSecond/stock.PodsPerSecond)
 	return nil
@@ -130,6 +136,14 @@ func roundRatiosText(stock, gs []phaseResult) string {
 	}
 	return fmt.Sprintf("per-round ratios (gpuslice ÷ stock pods/s): %s (median %.3f); throughput_ratio is median gpuslice pods/s ÷ median stock pods/s",
 		strings.Join(parts, " "), benchutil.Median(ratios))
+}
+
+// minNodes is a lower bound on the nodes a phase's pods need: their GPUs
+// divided by a node's, rounded up.
+func minNodes(o *options) int {
+	gpus := o.gpuDemand(o.pods)
+	per := int64(o.gpusPerNode)
+	return int((gpus + per - 1) / per)
 }
 
 // atLeast marks a figure that is a lower limit.

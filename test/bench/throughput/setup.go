@@ -87,7 +87,7 @@ func setUp(ctx context.Context, o *options, say func(string, ...any)) (_ *env, e
 	if err != nil {
 		return nil, err
 	}
-	config, err := schedulerConfig(root, cp.KubeconfigPath())
+	config, err := schedulerConfig(root, cp.KubeconfigPath(), o.stockBatched)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (e *env) warmUp(ctx context.Context) error {
 	if e.o.warmup == 0 {
 		return nil
 	}
-	for _, p := range profiles() {
+	for _, p := range e.o.profiles() {
 		spec := phaseSpec{profile: p, namespace: "throughput-warmup-" + p.label, pods: e.o.warmup}
 		if _, err := e.measure(ctx, spec); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", p.schedulerName, err)

@@ -98,15 +98,33 @@ func TestTinyRun(t *testing.T) {
 				s.Profile, s.Pods, len(s.PerRound), s.PerRound[0].Attempts, s.PodsPerSecond)
 		}
 	}
+	// 40 pods of 1 and 2 GPUs (60 GPUs) need at least 8 of the 8-GPU nodes:
+	// gpuslice-binpack, some of whose cycles are batched, packs them.
+	stock, gs := summaries[0].PerRound[0], summaries[1].PerRound[0]
+	if gs.NodesUsed < minNodes(o) || gs.NodesUsed > minNodes(o)+2 {
+		t.Errorf("gpuslice used %d nodes, want within 2 of the %d needed", gs.NodesUsed, minNodes(o))
+	}
+	// The stock profile has the system-default spreading: it signs no pod,
+	// and nothing is batched. gpuslice-binpack signs every pod; consecutive
+	// pods alike (1, 2, 1, ... GPUs are not) are batched when the informers
+	// deliver them back to back.
+	if stock.Batch["hint_used"] != 0 || stock.Batch["flushed/pod_not_batchable"] != 40 {
+		t.Errorf("stock batching %v, want every pod unbatchable", stock.Batch)
+	}
+	if gs.Batch["flushed/pod_not_batchable"] != 0 {
+		t.Errorf("gpuslice batching %v, want every pod signed", gs.Batch)
+	}
 	if got := summaries[1].PodsPerSecond / summaries[0].PodsPerSecond; math.Abs(got-ratio) > 0.001 {
 		t.Errorf("ratio line %v, JSON figures give %v", ratio, got)
 	}
-	// With 20 nodes (under kube-scheduler's 100-node floor) every cycle
-	// examines every node.
-	for _, s := range summaries {
-		if got := s.PerRound[0].NodesFilteredPerPod; got != 20 {
-			t.Errorf("%s: %v nodes filtered per pod, want all 20", s.Profile, got)
-		}
+	// With 20 nodes (under kube-scheduler's 100-node floor) every full cycle
+	// examines every node; a batched one filters the previous pick and its
+	// hint.
+	if got := stock.NodesFilteredPerPod; got != 20 {
+		t.Errorf("stock: %v nodes filtered per pod, want all 20", got)
+	}
+	if got, batched := gs.NodesFilteredPerPod, gs.Batch["hint_used"]; got > 20 || (batched > 0 && got >= 20) {
+		t.Errorf("gpuslice: %v nodes filtered per pod with %d of 40 cycles batched", got, batched)
 	}
 	// What binding costs the API server: both profiles create and bind each
 	// pod and write nothing else to it (GPUSlice binds first, with its
@@ -171,11 +189,11 @@ func TestSchedulerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text, err := schedulerConfig(root, "/tmp/kubeconfig")
+	text, err := schedulerConfig(root, "/tmp/kubeconfig", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg struct {
+	type config struct {
 		APIVersion     string `json:"apiVersion"`
 		Kind           string `json:"kind"`
 		LeaderElection struct {
@@ -195,6 +213,7 @@ func TestSchedulerConfig(t *testing.T) {
 			} `json:"pluginConfig"`
 		} `json:"profiles"`
 	}
+	var cfg config
 	if err := yaml.UnmarshalStrict([]byte(text), &cfg); err != nil {
 		t.Fatalf("%v\n%s", err, text)
 	}
@@ -234,6 +253,22 @@ func TestSchedulerConfig(t *testing.T) {
 	}()
 	if first["name"] != "GPUSlice" {
 		t.Errorf("the shipped profile should bind with GPUSlice first: plugins %v", cfg.Profiles[1].Plugins)
+	}
+
+	// --stock-batched adds the stock plugins without default spreading, last.
+	text, err = schedulerConfig(root, "/tmp/kubeconfig", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batched config
+	if err := yaml.UnmarshalStrict([]byte(text), &batched); err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if len(batched.Profiles) != 3 || batched.Profiles[2].SchedulerName != stockBatchedScheduler || batched.Profiles[2].Plugins != nil {
+		t.Fatalf("profiles with --stock-batched: %+v", batched.Profiles)
+	}
+	if pc := batched.Profiles[2].PluginConfig; len(pc) != 1 || pc[0].Name != "PodTopologySpread" || pc[0].Args["defaultingType"] != "List" {
+		t.Errorf("%s pluginConfig = %+v, want only PodTopologySpread with defaultingType List", stockBatchedScheduler, pc)
 	}
 }
 

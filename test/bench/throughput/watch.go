@@ -95,7 +95,7 @@ func (w *podWatcher) onPod(obj any) {
 		return
 	}
 	if t := w.tracker(pod.Namespace); t != nil {
-		t.bound(podIndex(pod.Name), now)
+		t.bound(podIndex(pod.Name), pod.Spec.NodeName, now)
 	}
 }
 
@@ -121,6 +121,7 @@ type tracker struct {
 
 	mu         sync.Mutex
 	boundAt    []time.Time
+	nodes      map[string]int // pods bound per node
 	nBound     int
 	gone       []bool
 	nGone      int
@@ -134,14 +135,16 @@ func newTracker(n int) *tracker {
 		n:         n,
 		createdAt: make([]time.Time, n),
 		boundAt:   make([]time.Time, n),
+		nodes:     map[string]int{},
 		gone:      make([]bool, n),
 		allBound:  make(chan struct{}),
 		allGone:   make(chan struct{}),
 	}
 }
 
-// bound records that pod i was seen bound at t (the first time counts).
-func (t *tracker) bound(i int, at time.Time) {
+// bound records that pod i was seen bound to node at t (the first time
+// counts).
+func (t *tracker) bound(i int, node string, at time.Time) {
 	if i < 0 || i >= t.n {
 		return
 	}
@@ -151,6 +154,7 @@ func (t *tracker) bound(i int, at time.Time) {
 		return
 	}
 	t.boundAt[i] = at
+	t.nodes[node]++
 	t.nBound++
 	t.boundCount.Store(int64(t.nBound))
 	if t.nBound == t.n {
@@ -173,6 +177,13 @@ func (t *tracker) deleted(i int) {
 	if t.nGone == t.n {
 		close(t.allGone)
 	}
+}
+
+// nodesUsed returns how many nodes the bound pods are on.
+func (t *tracker) nodesUsed() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.nodes)
 }
 
 // bindTimes returns a copy of the observed binding times (zero: not bound).
