@@ -17,7 +17,11 @@ const gpuRequestSigner = "v1.Pod.Spec.Containers.GPURequests()"
 // and Score depend only on the request and that node's cache entry. (The
 // fragmentation-aware mix drifts with every placement, but slowly: a
 // batched result is at most a few pods old.) Pods whose request does not
-// parse are not signed.
+// parse are not signed. The framework only signs a pod when every plugin
+// does: PodTopologySpread refuses while it has default constraints, which
+// is why the shipped packing profiles set none. A batched cycle re-filters
+// the previous pick with the cycle's state and rescores it with a clone
+// (see nodeSlot.judgedIn).
 func (p *Plugin) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
 	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: p.shared.catalog})
 	if err != nil {

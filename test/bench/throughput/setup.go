@@ -96,6 +96,9 @@ func setUp(ctx context.Context, o *options, say func(string, ...any)) (_ *env, e
 	}
 	say("scheduler: one in-process gpuslice-scheduler, profiles %s (stock plugins) and %s (as in %s, heartbeatTimeout %s: one Lease heartbeat per node at setup, none renewed during the run); client qps/burst %d",
 		stockScheduler, gpusliceScheduler, shippedConfig, heartbeatTimeout, clientQPS)
+	if o.stockBatched {
+		say("third profile: %s (the stock plugins, PodTopologySpread without default constraints: its pods are batched)", stockBatchedScheduler)
+	}
 
 	if err := e.warmUp(ctx); err != nil {
 		return nil, err
