@@ -82,6 +82,20 @@ func shipped(t testing.TB, name string) Options {
 	return Options{Profile: prof, Rand: rand.New(rand.NewPCG(1, 2)), DefaultPolicy: topology.PolicyDistributed}
 }
 
+// stock returns options for kube-scheduler's stock default-scheduler profile.
+func stock(t testing.TB) Options {
+	t.Helper()
+	cfg, err := StockConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := Profile(cfg, "default-scheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Options{Profile: prof, Rand: rand.New(rand.NewPCG(1, 2)), DefaultPolicy: topology.PolicyDistributed}
+}
+
 // TestGPUSliceBinpacksMIG runs the shipped gpuslice-binpack profile on
 // three A100 nodes: small MIG pods fill one node before touching another,
 // the device plugin's picks are the ones GPUSlice reserved, and a pod
@@ -125,15 +139,8 @@ func TestGPUSliceBinpacksMIG(t *testing.T) {
 // one-GPU-per-request node; the simulated kubelet refuses it.
 func TestStockSchedulerMeetsKubeletRejection(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := StockConfig("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := Profile(cfg, "default-scheduler")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{Profile: prof, Rand: rand.New(rand.NewPCG(1, 2)), DefaultPolicy: topology.PolicyPacked}
+	opts := stock(t)
+	opts.DefaultPolicy = topology.PolicyPacked
 	opts.Nodes = []Node{node(t, fixtures.Spec{Name: "share", Product: "Tesla T4", MemoryMiB: 16384, GPUs: 2, Replicas: 1000, OneGPUPerRequest: true})}
 	s, err := New(ctx, opts)
 	if err != nil {
@@ -217,15 +224,9 @@ func TestShippedPackingProfilesSignPods(t *testing.T) {
 			t.Errorf("%s: signed a pod with topology spread constraints: %s", name, sig)
 		}
 	}
-	cfg, err := StockConfig("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := Profile(cfg, "default-scheduler")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(ctx, Options{Profile: prof, Rand: rand.New(rand.NewPCG(1, 2)), Nodes: []Node{node(t, fixtures.Spec{Name: "h100", Product: "NVIDIA H100 80GB HBM3", GPUs: 1})}})
+	opts := stock(t)
+	opts.Nodes = []Node{node(t, fixtures.Spec{Name: "h100", Product: "NVIDIA H100 80GB HBM3", GPUs: 1})}
+	s, err := New(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
