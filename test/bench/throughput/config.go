@@ -80,21 +80,22 @@ func schedulerConfig(repoRoot, kubeconfig string, stockBatched bool) (string, er
 	if err := setGPUSliceArg(gp, "heartbeatTimeout", heartbeatTimeout.String()); err != nil {
 		return "", fmt.Errorf("%s: profile %s: %w", path, gpusliceScheduler, err)
 	}
-	cfg := map[string]any{
-		"apiVersion":       shipped["apiVersion"],
-		"kind":             shipped["kind"],
-		"clientConnection": map[string]any{"kubeconfig": kubeconfig, "qps": clientQPS, "burst": clientQPS},
-		"leaderElection":   map[string]any{"leaderElect": false},
-		"profiles":         []any{map[string]any{"schedulerName": stockScheduler}, gp},
-	}
+	profiles := []any{map[string]any{"schedulerName": stockScheduler}, gp}
 	if stockBatched {
-		cfg["profiles"] = append(cfg["profiles"].([]any), map[string]any{
+		profiles = append(profiles, map[string]any{
 			"schedulerName": stockBatchedScheduler,
 			"pluginConfig": []any{map[string]any{
 				"name": "PodTopologySpread",
 				"args": map[string]any{"defaultingType": "List"},
 			}},
 		})
+	}
+	cfg := map[string]any{
+		"apiVersion":       shipped["apiVersion"],
+		"kind":             shipped["kind"],
+		"clientConnection": map[string]any{"kubeconfig": kubeconfig, "qps": clientQPS, "burst": clientQPS},
+		"leaderElection":   map[string]any{"leaderElect": false},
+		"profiles":         profiles,
 	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
