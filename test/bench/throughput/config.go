@@ -56,7 +56,9 @@ func (o *options) profiles() []profile {
 // scheduler process with the stock default-scheduler profile (kube-scheduler's
 // default plugins, nothing changed) and the gpuslice-binpack profile exactly
 // as shipped in manifests/scheduler/config.yaml, except heartbeatTimeout
-// (see the constant). Client QPS and burst are clientQPS; no leader election.
+// (see the constant); with stockBatched, a third profile of the stock plugins
+// with gpuslice-binpack's PodTopologySpread settings. Client QPS and burst
+// are clientQPS; no leader election.
 func schedulerConfig(repoRoot, kubeconfig string, stockBatched bool) (string, error) {
 	path := filepath.Join(repoRoot, shippedConfig)
 	data, err := os.ReadFile(path)
@@ -82,13 +84,13 @@ func schedulerConfig(repoRoot, kubeconfig string, stockBatched bool) (string, er
 	}
 	profiles := []any{map[string]any{"schedulerName": stockScheduler}, gp}
 	if stockBatched {
-		profiles = append(profiles, map[string]any{
-			"schedulerName": stockBatchedScheduler,
-			"pluginConfig": []any{map[string]any{
-				"name": "PodTopologySpread",
-				"args": map[string]any{"defaultingType": "List"},
-			}},
-		})
+		// The stock plugins with the shipped profile's own PodTopologySpread
+		// settings, so the two cannot drift apart.
+		spread, ok := pluginConfig(gp, "PodTopologySpread")
+		if !ok {
+			return "", fmt.Errorf("%s: profile %s has no pluginConfig for PodTopologySpread to give %s", path, gpusliceScheduler, stockBatchedScheduler)
+		}
+		profiles = append(profiles, map[string]any{"schedulerName": stockBatchedScheduler, "pluginConfig": []any{spread}})
 	}
 	cfg := map[string]any{
 		"apiVersion":       shipped["apiVersion"],
@@ -115,21 +117,29 @@ func shippedProfile(cfg map[string]any, name string) (map[string]any, error) {
 	return nil, fmt.Errorf("no profile %q", name)
 }
 
-// setGPUSliceArg sets one of the GPUSlice plugin's args in a decoded profile.
-func setGPUSliceArg(profile map[string]any, key string, value any) error {
+// pluginConfig returns the pluginConfig entry for the plugin name in a
+// decoded profile.
+func pluginConfig(profile map[string]any, name string) (map[string]any, bool) {
 	list, _ := profile["pluginConfig"].([]any)
 	for _, pc := range list {
-		m, ok := pc.(map[string]any)
-		if !ok || m["name"] != "GPUSlice" {
-			continue
+		if m, ok := pc.(map[string]any); ok && m["name"] == name {
+			return m, true
 		}
-		args, ok := m["args"].(map[string]any)
-		if !ok {
-			args = map[string]any{}
-			m["args"] = args
-		}
-		args[key] = value
-		return nil
 	}
-	return fmt.Errorf("no pluginConfig for GPUSlice")
+	return nil, false
+}
+
+// setGPUSliceArg sets one of the GPUSlice plugin's args in a decoded profile.
+func setGPUSliceArg(profile map[string]any, key string, value any) error {
+	m, ok := pluginConfig(profile, "GPUSlice")
+	if !ok {
+		return fmt.Errorf("no pluginConfig for GPUSlice")
+	}
+	args, ok := m["args"].(map[string]any)
+	if !ok {
+		args = map[string]any{}
+		m["args"] = args
+	}
+	args[key] = value
+	return nil
 }

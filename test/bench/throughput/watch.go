@@ -121,7 +121,7 @@ type tracker struct {
 
 	mu         sync.Mutex
 	boundAt    []time.Time
-	nodes      map[string]int // pods bound per node
+	nodes      map[string]struct{} // nodes the bound pods are on
 	nBound     int
 	gone       []bool
 	nGone      int
@@ -135,7 +135,7 @@ func newTracker(n int) *tracker {
 		n:         n,
 		createdAt: make([]time.Time, n),
 		boundAt:   make([]time.Time, n),
-		nodes:     map[string]int{},
+		nodes:     map[string]struct{}{},
 		gone:      make([]bool, n),
 		allBound:  make(chan struct{}),
 		allGone:   make(chan struct{}),
@@ -154,7 +154,7 @@ func (t *tracker) bound(i int, node string, at time.Time) {
 		return
 	}
 	t.boundAt[i] = at
-	t.nodes[node]++
+	t.nodes[node] = struct{}{}
 	t.nBound++
 	t.boundCount.Store(int64(t.nBound))
 	if t.nBound == t.n {
