@@ -35,6 +35,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "replays run at once")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	breakdown := fs.Bool("breakdown", false, "before the summary, print where the capacity went at 100 % arrived: failed pods' GPU request by shape, idle GPU by cause")
+	floor := fs.Bool("floor", false, "before the summary, print per seed the idle GPU that packing the sharing pods arrived by 100 % leaves at best (offline, CPU and memory ignored)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +94,11 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if *breakdown {
 		if err := writeBreakdown(stdout, factories, runs); err != nil {
+			return err
+		}
+	}
+	if *floor {
+		if err := writeFloor(stdout, nodes, pods, seedList, *tune); err != nil {
 			return err
 		}
 	}

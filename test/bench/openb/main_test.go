@@ -45,7 +45,7 @@ func TestMainContract(t *testing.T) {
 	var out bytes.Buffer
 	err := Main(context.Background(), []string{
 		"--nodes", nodesPath, "--pods", podsPath, "--seeds", "42-43", "--policies", "all", "--json",
-		"--plot", plotPath, "--step", "10", "--breakdown", "--scheduler-config", filepath.Join("..", "..", "..", "manifests", "scheduler", "config.yaml"),
+		"--plot", plotPath, "--step", "10", "--breakdown", "--floor", "--scheduler-config", filepath.Join("..", "..", "..", "manifests", "scheduler", "config.yaml"),
 	}, &out)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +83,9 @@ func TestMainContract(t *testing.T) {
 	bd := strings.Index(summary, "where the capacity went at 100 % arrived")
 	if bd < 0 || bd > strings.Index(summary, "unalloc GPU % @100") || !strings.Contains(summary[bd:], "idle cpu-bound") {
 		t.Errorf("breakdown missing or not before the summary:\n%s", summary)
+	}
+	if fl := strings.Index(summary, "sharing-pod floor at 100 % arrived"); fl < 0 || fl > strings.Index(summary, "unalloc GPU % @100") {
+		t.Errorf("floor missing or not before the summary:\n%s", summary)
 	}
 	if !strings.Contains(summary, "unalloc GPU % @100") || !strings.Contains(summary, "FGD") || !strings.Contains(summary, "gpuslice-fragmentation-aware") {
 		t.Errorf("summary table missing or not last:\n%s", summary)
