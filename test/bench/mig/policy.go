@@ -36,7 +36,7 @@ type Policy struct {
 //   - gpuslice-binpack: the shipped profile of schedulerConfig (GPUSlice
 //     binpack, NodeResourcesFit MostAllocated on cpu and memory);
 //   - gpuslice-fragmentation-aware: the shipped profile of that name
-//     (GPUSlice fragmentation-aware with weight 5, NodeResourcesFit
+//     (GPUSlice fragmentation-aware with weight 20, NodeResourcesFit
 //     MostAllocated on cpu and memory);
 //   - kube-default: kube-scheduler's default profile (NodeResourcesFit
 //     LeastAllocated on cpu and memory, weight 1 each);
