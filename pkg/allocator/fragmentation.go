@@ -8,7 +8,7 @@ import "github.com/gpuslice/gpuslice/pkg/podrequest"
 // m cannot use: all free capacity when m does not fit on the node, else the
 // free capacity in resources m does not ask for. The device plugin hands out
 // any free device of a resource, so "fits" is a count per resource.
-func (s *State) fragmentationGain(req *podrequest.Request, mix *Mix, h HostFit) float64 {
+func (s *State) fragmentationGain(req *podrequest.Request, mix *Mix, h HostFit, hostShortW float64) float64 {
 	n := s.node
 	var deltaBuf [maxReqResources]delta
 	deltas := deltaBuf[:0]
@@ -27,7 +27,8 @@ func (s *State) fragmentationGain(req *podrequest.Request, mix *Mix, h HostFit) 
 	ha := h.after()
 	return mixGain(mix, req, h.Pod,
 		func(c *MixClass) float64 { return s.stranded(nil, freeBefore, c, h) },
-		func(c *MixClass) float64 { return s.stranded(deltas, freeAfter, c, ha) })
+		func(c *MixClass) float64 { return s.stranded(deltas, freeAfter, c, ha) }) +
+		hostShortW*s.hostShortGain(mix, req, h, freeBefore, freeAfter)
 }
 
 // mixGain is the weighted sum over the mix's classes of before(c) -

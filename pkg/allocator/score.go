@@ -39,6 +39,12 @@ type Scorer struct {
 	// FragmentationAware scores, so that among placements that strand the
 	// same capacity the busier GPUs and nodes win. 0 adds nothing.
 	TieBreak float64
+	// HostShortfall weighs, in FragmentationAware scores, how much the
+	// placement lowers the node's host shortfall: the free GPU capacity its
+	// free CPU and memory cannot serve at the mix's mean CPU and memory per
+	// GPU-equivalent (see hostShortGain). Both terms are GPU-equivalents; 0
+	// leaves the shortfall out.
+	HostShortfall float64
 }
 
 // HostFit is the CPU and memory side of a placement, for the
@@ -124,9 +130,9 @@ func (sc *Scorer) ScoreHost(s *State, req *podrequest.Request, h HostFit) float6
 	case FragmentationAware:
 		gain := 0.0
 		if s.node.oneGPU {
-			gain = s.fragmentationGainOneGPU(req, sc.Mix, h)
+			gain = s.fragmentationGainOneGPU(req, sc.Mix, h, sc.HostShortfall)
 		} else {
-			gain = s.fragmentationGain(req, sc.Mix, h)
+			gain = s.fragmentationGain(req, sc.Mix, h, sc.HostShortfall)
 		}
 		if sc.TieBreak != 0 {
 			gain += sc.TieBreak * s.fullness(req, wg, wn)

@@ -31,6 +31,11 @@ const Name = "GPUSlice"
 // same.
 const fragmentationTieBreak = 1e-3
 
+// fragmentationHostShortfall weighs the change in a node's host shortfall
+// (allocator.Scorer.HostShortfall) against the class-by-class stranding in
+// fragmentation-aware scores. Both are GPU-equivalents.
+const fragmentationHostShortfall = 1
+
 // Plugin is one profile's instance of GPUSlice.
 type Plugin struct {
 	handle fwk.Handle
@@ -86,6 +91,7 @@ func (s *Shared) New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk
 	}
 	if p.scorer.Strategy == allocator.FragmentationAware {
 		p.scorer.TieBreak = fragmentationTieBreak
+		p.scorer.HostShortfall = fragmentationHostShortfall
 	}
 	if err := p.scorer.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
