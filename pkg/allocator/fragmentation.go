@@ -28,7 +28,7 @@ func (s *State) fragmentationGain(req *podrequest.Request, mix *Mix, h HostFit, 
 	return mixGain(mix, req, h.Pod,
 		func(c *MixClass) float64 { return s.stranded(nil, freeBefore, c, h) },
 		func(c *MixClass) float64 { return s.stranded(deltas, freeAfter, c, ha) }) +
-		hostShortW*s.hostShortGain(mix, req, h, freeBefore, freeAfter)
+		s.hostShortGain(hostShortW, mix, req, h, freeBefore, freeAfter)
 }
 
 // mixGain is the weighted sum over the mix's classes of before(c) -

@@ -67,16 +67,16 @@ func hostShortfall(free float64, h HostFit, cpu, mem float64) float64 {
 	return max(short, 0)
 }
 
-// hostShortGain is how much placing the pod (taking the node's free GPU
-// capacity from freeBefore to freeAfter and h to h.after()) lowers the
-// host shortfall. 0 when h is unknown.
-func (s *State) hostShortGain(mix *Mix, req *podrequest.Request, h HostFit, freeBefore, freeAfter float64) float64 {
-	if !h.Known {
+// hostShortGain is w times how much placing the pod (taking the node's
+// free GPU capacity from freeBefore to freeAfter and h to h.after()) lowers
+// the host shortfall. 0 when w is 0 or h is unknown.
+func (s *State) hostShortGain(w float64, mix *Mix, req *podrequest.Request, h HostFit, freeBefore, freeAfter float64) float64 {
+	if w == 0 || !h.Known {
 		return 0
 	}
 	cpu, mem, ok := s.mixHostPerGPU(mix, req, h.Pod)
 	if !ok {
 		return 0
 	}
-	return hostShortfall(freeBefore, h, cpu, mem) - hostShortfall(freeAfter, h.after(), cpu, mem)
+	return w * (hostShortfall(freeBefore, h, cpu, mem) - hostShortfall(freeAfter, h.after(), cpu, mem))
 }

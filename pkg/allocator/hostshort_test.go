@@ -88,19 +88,19 @@ func TestHostShortfallNeedsARate(t *testing.T) {
 		"other resource": {Classes: []MixClass{{Resources: req("nvidia.com/mig-1g.5gb", 1).Effective, Host: Host{MilliCPU: 8000}, Weight: 1}}},
 		"no host":        {Classes: []MixClass{{Resources: req(gpuRes, 1000).Effective, Weight: 1}}},
 	} {
-		if got := s.hostShortGain(mix, &podrequest.Request{}, h, 2, 2); got != 0 {
+		if got := s.hostShortGain(1, mix, &podrequest.Request{}, h, 2, 2); got != 0 {
 			t.Errorf("%s: gain %v, want 0", name, got)
 		}
 	}
 	// Without a mix the pod stands for it; a CPU-only pod has no rate.
-	if got := s.hostShortGain(nil, &podrequest.Request{}, h, 2, 2); got != 0 {
+	if got := s.hostShortGain(1, nil, &podrequest.Request{}, h, 2, 2); got != 0 {
 		t.Errorf("CPU-only pod without a mix: gain %v, want 0", got)
 	}
 	// A GPU pod without a mix: its own rate (4 CPUs per half GPU, 8 per
 	// GPU). 1 CPU serves 0.125 of the 2 free GPUs (1.875 short); the pod
 	// cannot take 4 of 1 CPUs, but the gain is still defined: after, 0
 	// CPUs for 1.5 GPUs (1.5 short).
-	if got := s.hostShortGain(nil, req(gpuRes, 500), h, 2, 1.5); math.Abs(got-0.375) > 1e-9 {
+	if got := s.hostShortGain(1, nil, req(gpuRes, 500), h, 2, 1.5); math.Abs(got-0.375) > 1e-9 {
 		t.Errorf("GPU pod without a mix: gain %v, want 0.375", got)
 	}
 }

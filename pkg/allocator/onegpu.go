@@ -206,7 +206,7 @@ func (s *State) fragmentationGainOneGPU(req *podrequest.Request, mix *Mix, h Hos
 	return mixGain(mix, req, h.Pod,
 		func(c *MixClass) float64 { return s.strandedOneGPU(nil, freeBefore, c, h) },
 		func(c *MixClass) float64 { return s.strandedOneGPU(deltas, freeAfter, c, ha) }) +
-		hostShortW*s.hostShortGain(mix, req, h, freeBefore, freeAfter)
+		s.hostShortGain(hostShortW, mix, req, h, freeBefore, freeAfter)
 }
 
 func (s *State) freeWeight(deltas []unitDelta) float64 {
