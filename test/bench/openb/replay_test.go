@@ -71,7 +71,7 @@ func TestBreakdownAccountsForTheCapacity(t *testing.T) {
 		if b == nil {
 			t.Fatalf("%s: no breakdown", f.Name)
 		}
-		idle := b.CPUBound + b.Partial + b.Whole
+		idle := b.Slivers + b.CPUBound + b.Partial + b.Whole
 		unalloc, _ := run.At(100)
 		if got := 100 * idle / 4; math.Abs(got-unalloc) > 1e-6 {
 			t.Errorf("%s: idle %.3f GPUs is %.3f %% of 4, unallocated %.3f %%", f.Name, idle, got, unalloc)
@@ -103,13 +103,16 @@ func TestObserveIdle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(Pod{Name: "hog", CPUMilli: 6000, NumGPU: 1, GPUMilli: 250}, 0, 0)
+	must(Pod{Name: "hog", CPUMilli: 6000, NumGPU: 1, GPUMilli: 850}, 0, 0)
 	must(Pod{Name: "half", CPUMilli: 1000, NumGPU: 1, GPUMilli: 500}, 1, 2)
 	must(Pod{Name: "whole", CPUMilli: 1000, NumGPU: 1, GPUMilli: 1000}, 1, 0)
+	must(Pod{Name: "big", CPUMilli: 1000, NumGPU: 1, GPUMilli: 850}, 1, 1)
 	var b Breakdown
 	b.observeIdle(c)
-	want := Breakdown{CPUBound: 1.75, Partial: 0.5, Whole: 2}
-	if b.CPUBound != want.CPUBound || b.Partial != want.Partial || b.Whole != want.Whole {
+	// cpu-bound (2 cores free): a 0.15 sliver, which counts as a sliver
+	// there too, and 1 whole GPU; ok: a 0.15 sliver, 0.5 partial, 1 whole.
+	want := Breakdown{Slivers: 0.3, CPUBound: 1, Partial: 0.5, Whole: 1}
+	if b.Slivers != want.Slivers || b.CPUBound != want.CPUBound || b.Partial != want.Partial || b.Whole != want.Whole {
 		t.Fatalf("idle %+v, want %+v", b, want)
 	}
 	b.observeFailure(&Pod{Name: "cpu", CPUMilli: 1000})
