@@ -2,6 +2,7 @@ package allocator
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 )
@@ -45,6 +46,12 @@ type Scorer struct {
 	// GPU-equivalent (see hostShortGain). Both terms are GPU-equivalents; 0
 	// leaves the shortfall out.
 	HostShortfall float64
+	// Slivers weighs, in FragmentationAware scores on nodes that serve a
+	// request from one GPU (topology.TimeSlicing.OneGPUPerRequest), how
+	// much the placement lowers the capacity left in slivers: free pieces
+	// of a partly used GPU under sliverFraction of it (see sliverGain).
+	// GPU-equivalents; 0 leaves slivers out.
+	Slivers float64
 }
 
 // HostFit is the CPU and memory side of a placement, for the
@@ -98,6 +105,14 @@ func (sc *Scorer) Validate() error {
 	if sc.GPUWeight < 0 || sc.NodeWeight < 0 {
 		return fmt.Errorf("weights must not be negative (gpu %v, node %v)", sc.GPUWeight, sc.NodeWeight)
 	}
+	for _, w := range []struct {
+		name string
+		v    float64
+	}{{"tie-break", sc.TieBreak}, {"host shortfall", sc.HostShortfall}, {"sliver", sc.Slivers}} {
+		if w.v < 0 || math.IsNaN(w.v) || math.IsInf(w.v, 0) {
+			return fmt.Errorf("%s weight must be finite and not negative, got %v", w.name, w.v)
+		}
+	}
 	return nil
 }
 
@@ -130,7 +145,7 @@ func (sc *Scorer) ScoreHost(s *State, req *podrequest.Request, h HostFit) float6
 	case FragmentationAware:
 		gain := 0.0
 		if s.node.oneGPU {
-			gain = s.fragmentationGainOneGPU(req, sc.Mix, h, sc.HostShortfall)
+			gain = s.fragmentationGainOneGPU(req, sc.Mix, h, sc.HostShortfall, sc.Slivers)
 		} else {
 			gain = s.fragmentationGain(req, sc.Mix, h, sc.HostShortfall)
 		}

@@ -36,6 +36,13 @@ const fragmentationTieBreak = 1e-3
 // fragmentation-aware scores. Both are GPU-equivalents.
 const fragmentationHostShortfall = 1
 
+// fragmentationSlivers weighs the change in capacity left in slivers
+// (allocator.Scorer.Slivers) in fragmentation-aware scores: each sliver
+// counts once more, at its size, on top of what it strands for the next
+// pod. On the openb trace, weights 0.5, 1, 1.5 and 3 left 4.09, 4.10,
+// 4.14 and 4.29 % against 4.27 % without (seeds 42-43).
+const fragmentationSlivers = 1
+
 // Plugin is one profile's instance of GPUSlice.
 type Plugin struct {
 	handle fwk.Handle
@@ -92,6 +99,7 @@ func (s *Shared) New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk
 	if p.scorer.Strategy == allocator.FragmentationAware {
 		p.scorer.TieBreak = fragmentationTieBreak
 		p.scorer.HostShortfall = fragmentationHostShortfall
+		p.scorer.Slivers = fragmentationSlivers
 	}
 	if err := p.scorer.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
