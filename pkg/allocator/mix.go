@@ -46,6 +46,8 @@ func bucket(v, size int64) int64 {
 // immutable once built.
 type Mix struct {
 	Classes []MixClass
+	// dead caches deadTable's results (nil: computed on each call).
+	dead *deadTables
 }
 
 // MixLearner learns the workload mix from the requests the scheduler sees,
@@ -183,7 +185,7 @@ func (l *MixLearner) Snapshot(minShare float64) *Mix {
 	for _, c := range l.classes {
 		total += c.demand()
 	}
-	m := &Mix{}
+	m := &Mix{dead: &deadTables{}}
 	if total == 0 {
 		return m
 	}

@@ -195,7 +195,7 @@ func (s *State) oneGPUDeltas(req *podrequest.Request, buf []unitDelta) (deltas [
 // capacity is the free capacity of the GPUs that cannot serve the class's
 // per-GPU share (all partly used GPUs, for a class asking for whole GPUs);
 // for a class that does not fit, all free capacity.
-func (s *State) fragmentationGainOneGPU(req *podrequest.Request, mix *Mix, h HostFit, hostShortW, sliverW float64) float64 {
+func (s *State) fragmentationGainOneGPU(req *podrequest.Request, mix *Mix, h HostFit, hostShortW, sliverW, deadW float64) float64 {
 	var buf [maxReqResources * 8]unitDelta
 	deltas, ok := s.oneGPUDeltas(req, buf[:])
 	if !ok {
@@ -207,7 +207,8 @@ func (s *State) fragmentationGainOneGPU(req *podrequest.Request, mix *Mix, h Hos
 		func(c *MixClass) float64 { return s.strandedOneGPU(nil, freeBefore, c, h) },
 		func(c *MixClass) float64 { return s.strandedOneGPU(deltas, freeAfter, c, ha) }) +
 		s.hostShortGain(hostShortW, mix, req, h, freeBefore, freeAfter) +
-		s.sliverGain(sliverW, deltas)
+		s.sliverGain(sliverW, deltas) +
+		s.deadGain(deadW, mix, deltas)
 }
 
 func (s *State) freeWeight(deltas []unitDelta) float64 {

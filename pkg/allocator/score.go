@@ -52,6 +52,12 @@ type Scorer struct {
 	// of a partly used GPU under sliverFraction of it (see sliverGain).
 	// GPU-equivalents; 0 leaves slivers out.
 	Slivers float64
+	// DeadSpace weighs, in FragmentationAware scores on nodes that serve a
+	// request from one GPU, how much the placement lowers the dead space of
+	// the GPUs it takes from: the capacity that each free piece is expected
+	// to leave idle for good once pods of the mix fill it (see deadGain).
+	// GPU-equivalents; 0 leaves it out.
+	DeadSpace float64
 }
 
 // HostFit is the CPU and memory side of a placement, for the
@@ -108,7 +114,7 @@ func (sc *Scorer) Validate() error {
 	for _, w := range []struct {
 		name string
 		v    float64
-	}{{"tie-break", sc.TieBreak}, {"host shortfall", sc.HostShortfall}, {"sliver", sc.Slivers}} {
+	}{{"tie-break", sc.TieBreak}, {"host shortfall", sc.HostShortfall}, {"sliver", sc.Slivers}, {"dead space", sc.DeadSpace}} {
 		if w.v < 0 || math.IsNaN(w.v) || math.IsInf(w.v, 0) {
 			return fmt.Errorf("%s weight must be finite and not negative, got %v", w.name, w.v)
 		}
@@ -145,7 +151,7 @@ func (sc *Scorer) ScoreHost(s *State, req *podrequest.Request, h HostFit) float6
 	case FragmentationAware:
 		gain := 0.0
 		if s.node.oneGPU {
-			gain = s.fragmentationGainOneGPU(req, sc.Mix, h, sc.HostShortfall, sc.Slivers)
+			gain = s.fragmentationGainOneGPU(req, sc.Mix, h, sc.HostShortfall, sc.Slivers, sc.DeadSpace)
 		} else {
 			gain = s.fragmentationGain(req, sc.Mix, h, sc.HostShortfall)
 		}

@@ -62,12 +62,14 @@ func TestScorerValidateWeights(t *testing.T) {
 		{Strategy: FragmentationAware, Slivers: -1},
 		{Strategy: FragmentationAware, HostShortfall: math.NaN()},
 		{Strategy: FragmentationAware, TieBreak: math.Inf(1)},
+		{Strategy: FragmentationAware, DeadSpace: -0.5},
+		{Strategy: FragmentationAware, DeadSpace: math.NaN()},
 	} {
 		if err := sc.Validate(); err == nil {
 			t.Errorf("%+v: no error", sc)
 		}
 	}
-	if err := (&Scorer{Strategy: FragmentationAware, Slivers: 1, HostShortfall: 1, TieBreak: 1e-3}).Validate(); err != nil {
+	if err := (&Scorer{Strategy: FragmentationAware, Slivers: 1, DeadSpace: 1, HostShortfall: 1, TieBreak: 1e-3}).Validate(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -61,7 +61,7 @@ func (m *Mix) Scarce(sup *Supply, beta float64) *Mix {
 	if m == nil || beta <= 0 || sup == nil || len(sup.Capacity) != len(m.Classes) || sup.Free <= 0 {
 		return m
 	}
-	out := &Mix{Classes: append([]MixClass(nil), m.Classes...)}
+	out := &Mix{Classes: append([]MixClass(nil), m.Classes...), dead: &deadTables{}}
 	for i := range out.Classes {
 		c := &out.Classes[i]
 		demand := c.Demand * sup.Free

@@ -43,6 +43,13 @@ const fragmentationHostShortfall = 1
 // 4.14 and 4.29 % against 4.27 % without (seeds 42-43).
 const fragmentationSlivers = 1
 
+// fragmentationDeadSpace weighs the change in the dead space of the GPUs a
+// placement takes from (allocator.Scorer.DeadSpace): what their free pieces
+// are expected to leave idle for good once pods of the mix fill them. On
+// the openb trace, with the sliver term, weights 0.5, 1 and 2 left 3.98,
+// 3.97 and 3.96 % against 4.10 % without (seeds 42-43).
+const fragmentationDeadSpace = 1
+
 // Plugin is one profile's instance of GPUSlice.
 type Plugin struct {
 	handle fwk.Handle
@@ -100,6 +107,7 @@ func (s *Shared) New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk
 		p.scorer.TieBreak = fragmentationTieBreak
 		p.scorer.HostShortfall = fragmentationHostShortfall
 		p.scorer.Slivers = fragmentationSlivers
+		p.scorer.DeadSpace = fragmentationDeadSpace
 	}
 	if err := p.scorer.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
