@@ -94,3 +94,52 @@ func BenchmarkPlace(b *testing.B) {
 		})
 	}
 }
+
+// openbMix is a mix shaped like the openb default trace: shares of a GPU
+// split 1 000 ways, whole GPUs and multi-GPU pods, by share of the pods.
+func openbMix(b *testing.B) *Mix {
+	b.Helper()
+	learner := NewMixLearner(1000, 64)
+	for size, pods := range map[int]int{1000: 3986, 810: 1078, 470: 750, 320: 328, 650: 253, 230: 140, 460: 128,
+		590: 75, 550: 72, 220: 62, 370: 47, 480: 19, 2000: 30, 4000: 20, 8000: 25} {
+		for range pods {
+			learner.Observe(req(gpuRes, size))
+		}
+	}
+	return learner.Snapshot(0)
+}
+
+// BenchmarkScoreOneGPU is the per-node cost of a fragmentation-aware score
+// on a one-GPU-per-request node of 8 GPUs split 1 000 ways, with and
+// without the sliver and dead-space terms (the dead-space table is built
+// once per mix, so once per scheduling cycle; see BenchmarkDeadTable).
+func BenchmarkScoreOneGPU(b *testing.B) {
+	mix := openbMix(b)
+	s := shareNode(b, 8, topology.PolicyPacked)
+	occupy(b, s, gpuRes, map[int]int{0: 1000, 1: 810, 2: 470, 3: 650, 4: 320})
+	r := req(gpuRes, 320)
+	for _, tc := range []struct {
+		name            string
+		slivers, deadSp float64
+	}{{"stranding-only", 0, 0}, {"slivers", 1, 0}, {"slivers+dead-space", 1, 1}} {
+		sc := &Scorer{Strategy: FragmentationAware, Mix: mix, Slivers: tc.slivers, DeadSpace: tc.deadSp}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = sc.Score(s, r)
+			}
+		})
+	}
+}
+
+// BenchmarkDeadTable is the cost of one dead-space table for the openb-like
+// mix (15 sizes, 1 000 replicas): paid once per scheduling cycle.
+func BenchmarkDeadTable(b *testing.B) {
+	mix := openbMix(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if buildDeadTable(mix, gpuRes, 1000) == nil {
+			b.Fatal("no table")
+		}
+	}
+}
