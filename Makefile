@@ -50,10 +50,12 @@ test-unit: control-plane
 	$(GO) test -count=1 $(PKGS)
 
 # test-race runs the packages with concurrent state (the node cache, the
-# plugin's Reserve) under the race detector.
+# plugin's Reserve, the allocator's shared per-cycle tables) under the race
+# detector.
 .PHONY: test-race
 test-race:
 	$(GO) test -count=1 -race ./pkg/cache/ ./pkg/plugins/...
+	$(GO) test -count=1 -race -run Concurrent ./pkg/allocator/
 
 verify: fmt vet tidy-check verify-codegen
 

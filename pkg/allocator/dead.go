@@ -27,7 +27,7 @@ import (
 // replica count. One mix is built per scheduling cycle and shared by the
 // cycle's scoring goroutines.
 type deadTables struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	tables map[deadKey][]float64
 }
 
@@ -53,12 +53,18 @@ func (m *Mix) deadTable(res string, replicas int32) []float64 {
 		return buildDeadTable(m, res, replicas)
 	}
 	k := deadKey{res, replicas}
+	m.dead.mu.RLock()
+	t, ok := m.dead.tables[k]
+	m.dead.mu.RUnlock()
+	if ok {
+		return t
+	}
 	m.dead.mu.Lock()
 	defer m.dead.mu.Unlock()
 	if t, ok := m.dead.tables[k]; ok {
 		return t
 	}
-	t := buildDeadTable(m, res, replicas)
+	t = buildDeadTable(m, res, replicas)
 	if m.dead.tables == nil {
 		m.dead.tables = map[deadKey][]float64{}
 	}

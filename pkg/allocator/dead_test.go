@@ -2,6 +2,7 @@ package allocator
 
 import (
 	"math"
+	"sync"
 	"testing"
 
 	"github.com/gpuslice/gpuslice/pkg/topology"
@@ -92,5 +93,33 @@ func TestDeadGainPrefersGapsThatFillWell(t *testing.T) {
 	}
 	if g := s.deadGain(1, nil, deltas); g != 0 {
 		t.Errorf("no mix: gain %v", g)
+	}
+}
+
+// One cycle's mix is scored by many goroutines at once: they share one
+// table per resource and replica count, built once (go test -race).
+func TestDeadTableConcurrent(t *testing.T) {
+	class := func(n int, w float64) MixClass { return MixClass{Resources: req(gpuRes, n).Effective, Weight: w} }
+	mix := &Mix{Classes: []MixClass{class(470, 0.4), class(320, 0.2), class(1000, 0.4)}, dead: &deadTables{}}
+	const workers = 8
+	got := make(chan *float64, 2*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, r := range []int32{1000, 4} {
+				got <- &mix.deadTable(gpuRes, r)[0]
+			}
+		}()
+	}
+	wg.Wait()
+	close(got)
+	seen := map[*float64]int{}
+	for p := range got {
+		seen[p]++
+	}
+	if len(seen) != 2 {
+		t.Errorf("%d distinct tables for 2 keys", len(seen))
 	}
 }
