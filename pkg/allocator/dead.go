@@ -1,6 +1,8 @@
 package allocator
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 )
 
@@ -9,9 +11,10 @@ import (
 // pod fits. Neither sees what becomes of a gap as pods keep coming: a
 // 0.53-GPU gap beside a 0.47-GPU pod is soon filled by another 0.47 pod,
 // leaving 0.06, but a 0.32 pod put there leaves 0.21, which on the openb
-// trace only the rare pods of 0.16 GPU or less fit. Both charge that 0.32
-// pod less than opening an untouched GPU, whose 0.68 gap strands more for
-// the next pod, although 0.65 and 0.32 pods fill it to a few hundredths.
+// trace only the rare pods of 0.16 GPU or less fit. The stranding charges
+// that 0.32 pod less than opening an untouched GPU, whose 0.68 gap strands
+// more for the next pod, although 0.65 and 0.32 pods fill it to a few
+// hundredths; the sliver term charges neither (0.21 is no sliver).
 //
 // deadGain weighs instead how much capacity each free piece will leave idle
 // for good once pods of the mix fill it: the dead space of a piece of f
@@ -95,11 +98,7 @@ func buildDeadTable(m *Mix, res string, replicas int32) []float64 {
 		sizes = append(sizes, deadSize{n, w})
 	}
 	// Smallest first: the classes that fit a piece are a prefix.
-	for i := 1; i < len(sizes); i++ {
-		for j := i; j > 0 && sizes[j].n < sizes[j-1].n; j-- {
-			sizes[j], sizes[j-1] = sizes[j-1], sizes[j]
-		}
-	}
+	slices.SortFunc(sizes, func(a, b deadSize) int { return cmp.Compare(a.n, b.n) })
 	t := make([]float64, replicas+1)
 	for f := int32(1); f <= replicas; f++ {
 		sum, wsum := 0.0, 0.0

@@ -8,10 +8,11 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
-// A device of 10 replicas, pods of 4 replicas and whole devices, equally
-// often. A piece of 1-3 fits nothing and stays idle; 4 and 8 are filled
-// exactly; 5-7 and 9 leave 1-3; a whole device takes a whole pod or a 4
-// (leaving 6, then 2), so half the time 2 replicas idle.
+// A device of 10 replicas; half the pods ask for 4 replicas, the other
+// half for one device or three (whole devices). A piece of 1-3 fits
+// nothing and stays idle; 4 and 8 are filled exactly; 5-7 and 9 leave 1-3;
+// a whole device takes a whole-device pod (nothing left) or a 4 (leaving
+// 6, then 2): 1 replica idle on average.
 func TestDeadTable(t *testing.T) {
 	class := func(n int, w float64) MixClass { return MixClass{Resources: req(gpuRes, n).Effective, Weight: w} }
 	mix := &Mix{Classes: []MixClass{class(4, 0.5), class(10, 0.25), class(30, 0.25)}, dead: &deadTables{}}

@@ -43,7 +43,8 @@ func bucket(v, size int64) int64 {
 }
 
 // Mix is a workload mix: request classes with weights summing to 1. It is
-// immutable once built.
+// immutable once built; what is derived from it (dead-space tables) is
+// cached in it, safe for concurrent use.
 type Mix struct {
 	Classes []MixClass
 	// dead caches deadTable's results (nil: computed on each call).
