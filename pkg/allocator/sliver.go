@@ -17,25 +17,28 @@ package allocator
 // fifth of a GPU (on the openb trace, 1.3 % of the pods do).
 const sliverFraction = 0.2
 
-// slivers is the capacity (GPU-equivalents) in free pieces of the node's
-// devices smaller than sliverFraction of the device, with deltas taken.
-func (s *State) slivers(deltas []unitDelta) float64 {
-	t := 0.0
-	for ui := range s.node.units {
-		u := &s.node.units[ui]
-		if f := s.unitFree(int32(ui), deltas); f > 0 && float64(f) < sliverFraction*float64(u.replicas) {
-			t += float64(f) * u.weight
-		}
+// sliver is the part of f free replicas of device u that is a sliver, in
+// GPU-equivalents: all of it when 0 < f < sliverFraction of the device.
+func sliver(u *unit, f int32) float64 {
+	if f > 0 && float64(f) < sliverFraction*float64(u.replicas) {
+		return float64(f) * u.weight
 	}
-	return t
+	return 0
 }
 
 // sliverGain is w times how much the placement (taking deltas) lowers the
 // node's sliver capacity: negative when it leaves a sliver, positive when
-// it fills one. 0 when w is 0.
+// it fills one. 0 when w is 0. Only the devices the placement takes from
+// change, so only they are looked at.
 func (s *State) sliverGain(w float64, deltas []unitDelta) float64 {
 	if w == 0 {
 		return 0
 	}
-	return w * (s.slivers(nil) - s.slivers(deltas))
+	g := 0.0
+	for i, d := range deltas {
+		u := &s.node.units[d.unit]
+		before := s.unitFree(d.unit, deltas[:i])
+		g += sliver(u, before) - sliver(u, before-d.count)
+	}
+	return w * g
 }
