@@ -41,7 +41,7 @@ demo: control-plane
 test: test-unit test-race verify
 
 # control-plane builds bin/etcd, bin/kube-apiserver and bin/kubectl for the
-# integration tests (test/framework); cached in bin/, keyed by go.sum.
+# integration tests (pkg/localcluster/controlplane); cached in bin/, keyed by go.sum.
 .PHONY: control-plane
 control-plane:
 	GO=$(GO) hack/control-plane.sh build

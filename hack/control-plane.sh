@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # control-plane.sh builds the control-plane binaries that the integration
-# tests (test/framework) start: bin/etcd, bin/kube-apiserver and bin/kubectl.
+# tests (pkg/localcluster/controlplane) start: bin/etcd, bin/kube-apiserver and bin/kubectl.
 #
 #   hack/control-plane.sh build    build them, unless bin/ is already current
 #   hack/control-plane.sh clean    remove them and the cache stamp

@@ -16,9 +16,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/gpuslice/gpuslice/test/bench/mig"
-	"github.com/gpuslice/gpuslice/test/bench/openb"
-	"github.com/gpuslice/gpuslice/test/bench/throughput"
+	"github.com/gpuslice/gpuslice/pkg/bench/mig"
+	"github.com/gpuslice/gpuslice/pkg/bench/openb"
+	"github.com/gpuslice/gpuslice/pkg/bench/throughput"
 )
 
 type command func(ctx context.Context, args []string, stdout io.Writer) error

@@ -14,7 +14,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/gpuslice/gpuslice/test/demo"
+	"github.com/gpuslice/gpuslice/pkg/demo"
 )
 
 func main() {

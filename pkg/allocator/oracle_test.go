@@ -6,9 +6,9 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/gpuslice/gpuslice/pkg/sim/deviceplugin"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
-	"github.com/gpuslice/gpuslice/test/deviceplugin"
 )
 
 // signature describes a pick up to the symmetry of equal GPUs: the multiset

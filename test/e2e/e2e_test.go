@@ -19,10 +19,11 @@ import (
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
 	"github.com/gpuslice/gpuslice/pkg/assignment"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
+	"github.com/gpuslice/gpuslice/pkg/localcluster"
+	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
-	"github.com/gpuslice/gpuslice/test/cluster"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
 
@@ -79,12 +80,12 @@ func gpuPod(name string, res map[string]int64) *corev1.Pod {
 type env struct {
 	t      *testing.T
 	ctx    context.Context
-	cp     *framework.ControlPlane
+	cp     *controlplane.ControlPlane
 	kube   kubernetes.Interface
 	gpu    versioned.Interface
-	nodes  map[string]*cluster.SimNode
+	nodes  map[string]*localcluster.SimNode
 	config string
-	sched  *cluster.Scheduler
+	sched  *localcluster.Scheduler
 	rng    *rand.Rand
 	seq    int
 	live   []string
@@ -92,7 +93,7 @@ type env struct {
 
 func (e *env) startScheduler() {
 	e.t.Helper()
-	s, err := cluster.StartScheduler(e.ctx, e.t.TempDir(), e.config)
+	s, err := localcluster.StartScheduler(e.ctx, e.t.TempDir(), e.config)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func (e *env) settle() {
 				return false, nil
 			case p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodFailed:
 				running++
-			case p.Spec.NodeName == "" && cluster.Unschedulable(&p) != "":
+			case p.Spec.NodeName == "" && localcluster.Unschedulable(&p) != "":
 				pending++
 			default:
 				return false, nil
@@ -183,7 +184,7 @@ func (e *env) check(phase string) {
 	// Stale nodes are not usable either.
 	for name, sn := range e.nodes {
 		if nv, ok := nodes[name]; ok {
-			l, err := e.kube.CoordinationV1().Leases(cluster.LeaseNamespace).Get(e.ctx, name, metav1.GetOptions{})
+			l, err := e.kube.CoordinationV1().Leases(localcluster.LeaseNamespace).Get(e.ctx, name, metav1.GetOptions{})
 			if err != nil || time.Since(l.Spec.RenewTime.Time) > heartbeatTimeout {
 				nv.Usable = false
 				nodes[name] = nv
@@ -248,24 +249,24 @@ func (e *env) nodeOf(pod string) string {
 
 func TestEndToEnd(t *testing.T) {
 	start := time.Now()
-	cp := framework.StartControlPlane(t, framework.Options{})
+	cp := framework.StartControlPlane(t, controlplane.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	gpu, err := versioned.NewForConfig(cp.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: ctx, cp: cp, kube: cp.Client(), gpu: gpu, nodes: map[string]*cluster.SimNode{}, rng: rand.New(rand.NewSource(42))}
-	if err := cluster.InstallCRDs(ctx, cp.Config()); err != nil {
+	e := &env{t: t, ctx: ctx, cp: cp, kube: cp.Client(), gpu: gpu, nodes: map[string]*localcluster.SimNode{}, rng: rand.New(rand.NewSource(42))}
+	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{cluster.LeaseNamespace, ns} {
-		if err := cluster.EnsureNamespace(ctx, e.kube, n); err != nil {
+	for _, n := range []string{localcluster.LeaseNamespace, ns} {
+		if err := localcluster.EnsureNamespace(ctx, e.kube, n); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, spec := range nodeSpecs() {
-		sn, err := cluster.StartSimNode(ctx, e.kube, gpu, spec, cluster.SimOptions{HeartbeatInterval: time.Second, PollInterval: 250 * time.Millisecond, Resync: 10 * time.Second, Seed: int64(i)})
+		sn, err := localcluster.StartSimNode(ctx, e.kube, gpu, spec, localcluster.SimOptions{HeartbeatInterval: time.Second, PollInterval: 250 * time.Millisecond, Resync: 10 * time.Second, Seed: int64(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +274,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// The reconfiguration node takes only pods that tolerate it.
 	taint(t, ctx, e.kube, reconfNode)
-	e.config = cluster.SchedulerConfig(cp.KubeconfigPath(), heartbeatTimeout)
+	e.config = localcluster.SchedulerConfig(cp.KubeconfigPath(), heartbeatTimeout)
 	e.startScheduler()
 	defer func() { e.sched.Stop() }()
 	t.Logf("cluster of %d simulated nodes up in %s", len(e.nodes), time.Since(start).Round(time.Millisecond))

@@ -27,13 +27,14 @@ import (
 	applyv1alpha1 "github.com/gpuslice/gpuslice/pkg/generated/applyconfiguration/gpuslice/v1alpha1"
 	"github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/generated/informers/externalversions"
+	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
 
 func TestGPUNodeCRD(t *testing.T) {
-	cp := framework.StartControlPlane(t, framework.Options{})
+	cp := framework.StartControlPlane(t, controlplane.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	cfg := cp.Config()
@@ -213,7 +214,7 @@ func TestGPUNodeCRD(t *testing.T) {
 // Established.
 func installCRDs(ctx context.Context, t *testing.T, c apiextensionsclient.Interface) {
 	t.Helper()
-	root, err := framework.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,8 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml"
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml/fake"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
-	"github.com/gpuslice/gpuslice/test/cluster"
+	"github.com/gpuslice/gpuslice/pkg/localcluster"
+	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
 
@@ -58,20 +59,20 @@ const node = "gpu-0"
 func exporterToken(t *testing.T, ctx context.Context, kube kubernetes.Interface, nodeName string) string {
 	t.Helper()
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "exporter-" + nodeName, Namespace: cluster.LeaseNamespace},
+		ObjectMeta: metav1.ObjectMeta{Name: "exporter-" + nodeName, Namespace: localcluster.LeaseNamespace},
 		Spec: corev1.PodSpec{
 			NodeName:           nodeName,
 			ServiceAccountName: "gpuslice-exporter",
 			Containers:         []corev1.Container{{Name: "exporter", Image: "registry.k8s.io/pause:3.10"}},
 		},
 	}
-	created, err := kube.CoreV1().Pods(cluster.LeaseNamespace).Create(ctx, pod, metav1.CreateOptions{})
+	created, err := kube.CoreV1().Pods(localcluster.LeaseNamespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := kube.CoreV1().ServiceAccounts(cluster.LeaseNamespace).CreateToken(ctx, "gpuslice-exporter", &authenticationv1.TokenRequest{
+	tr, err := kube.CoreV1().ServiceAccounts(localcluster.LeaseNamespace).CreateToken(ctx, "gpuslice-exporter", &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{
-			Audiences:      []string{framework.ServiceAccountIssuer},
+			Audiences:      []string{controlplane.ServiceAccountIssuer},
 			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: created.Name, UID: created.UID},
 		},
 	}, metav1.CreateOptions{})
@@ -82,27 +83,27 @@ func exporterToken(t *testing.T, ctx context.Context, kube kubernetes.Interface,
 }
 
 func TestExporterPublishesOnlyChanges(t *testing.T) {
-	cp := framework.StartControlPlane(t, framework.Options{})
+	cp := framework.StartControlPlane(t, controlplane.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	admin := cp.Client()
-	root, err := framework.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.InstallCRDs(ctx, cp.Config()); err != nil {
+	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.EnsureNamespace(ctx, admin, cluster.LeaseNamespace); err != nil {
+	if err := localcluster.EnsureNamespace(ctx, admin, localcluster.LeaseNamespace); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"rbac.yaml", "admission-policy.yaml"} {
-		if err := cluster.ApplyFile(ctx, cp.Config(), filepath.Join(root, "manifests", "exporter", f)); err != nil {
+		if err := localcluster.ApplyFile(ctx, cp.Config(), filepath.Join(root, "manifests", "exporter", f)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, n := range []string{node, "gpu-1"} {
-		if _, err := framework.CreateReadyNode(ctx, admin, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, corev1.ResourceList{"nvidia.com/mig-1g.5gb": resource.MustParse("2")}); err != nil {
+		if _, err := controlplane.CreateReadyNode(ctx, admin, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, corev1.ResourceList{"nvidia.com/mig-1g.5gb": resource.MustParse("2")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -150,7 +151,7 @@ func TestExporterPublishesOnlyChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, err := agent.New(agent.Options{
-		NodeName: node, LeaseNamespace: cluster.LeaseNamespace,
+		NodeName: node, LeaseNamespace: localcluster.LeaseNamespace,
 		HeartbeatInterval: time.Second, PollInterval: 200 * time.Millisecond, Resync: 5 * time.Second,
 		MinWriteInterval: 100 * time.Millisecond,
 	}, clients, reader, stub, func() (*dpconfig.Config, error) { return dpconfig.Load(cfgPath) }, nil)
@@ -198,7 +199,7 @@ func TestExporterPublishesOnlyChanges(t *testing.T) {
 
 	// 2. Thirty seconds without change: the object is not rewritten, the Lease is.
 	rv := gn.ResourceVersion
-	lease0, err := admin.CoordinationV1().Leases(cluster.LeaseNamespace).Get(ctx, node, metav1.GetOptions{})
+	lease0, err := admin.CoordinationV1().Leases(localcluster.LeaseNamespace).Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestExporterPublishesOnlyChanges(t *testing.T) {
 	if got := get(); got.ResourceVersion != rv {
 		t.Fatalf("GPUNode rewritten without a change: resourceVersion %s -> %s", rv, got.ResourceVersion)
 	}
-	lease1, err := admin.CoordinationV1().Leases(cluster.LeaseNamespace).Get(ctx, node, metav1.GetOptions{})
+	lease1, err := admin.CoordinationV1().Leases(localcluster.LeaseNamespace).Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func TestExporterPublishesOnlyChanges(t *testing.T) {
 	if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) || !strings.Contains(fmt.Sprint(err), "own node") {
 		t.Fatalf("writing another node's GPUNode: %v", err)
 	}
-	_, err = kube.CoordinationV1().Leases(cluster.LeaseNamespace).Create(ctx, lease1ForNode("gpu-1"), metav1.CreateOptions{})
+	_, err = kube.CoordinationV1().Leases(localcluster.LeaseNamespace).Create(ctx, lease1ForNode("gpu-1"), metav1.CreateOptions{})
 	if err == nil || !strings.Contains(err.Error(), "own node") {
 		t.Fatalf("writing another node's Lease: %v", err)
 	}

@@ -25,7 +25,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
-	"github.com/gpuslice/gpuslice/test/cluster"
+	"github.com/gpuslice/gpuslice/pkg/localcluster"
+	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
 
@@ -69,7 +70,7 @@ func BenchmarkExporterSteadyStateRSS(b *testing.B) {
 		}
 		settle = d
 	}
-	root, err := framework.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,17 +83,17 @@ func BenchmarkExporterSteadyStateRSS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cp := framework.StartControlPlane(b, framework.Options{})
+	cp := framework.StartControlPlane(b, controlplane.Options{})
 	ctx := context.Background()
-	if err := cluster.InstallCRDs(ctx, cp.Config()); err != nil {
+	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
 		b.Fatal(err)
 	}
-	if err := cluster.EnsureNamespace(ctx, cp.Client(), cluster.LeaseNamespace); err != nil {
+	if err := localcluster.EnsureNamespace(ctx, cp.Client(), localcluster.LeaseNamespace); err != nil {
 		b.Fatal(err)
 	}
 	const cachedNode, coldNode = node, "gpu-1"
 	for _, n := range []string{cachedNode, coldNode} {
-		if _, err := framework.CreateReadyNode(ctx, cp.Client(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("8")}); err != nil {
+		if _, err := controlplane.CreateReadyNode(ctx, cp.Client(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("8")}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -148,7 +149,7 @@ func BenchmarkExporterSteadyStateRSS(b *testing.B) {
 		if err != nil {
 			return s, fmt.Errorf("%s: GPUNode not published: %w", label, err)
 		}
-		lease, err := cp.Client().CoordinationV1().Leases(cluster.LeaseNamespace).Get(ctx, nodeName, metav1.GetOptions{})
+		lease, err := cp.Client().CoordinationV1().Leases(localcluster.LeaseNamespace).Get(ctx, nodeName, metav1.GetOptions{})
 		if err != nil {
 			return s, fmt.Errorf("%s: no Lease: %w", label, err)
 		}

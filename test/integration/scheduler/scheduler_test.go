@@ -21,10 +21,11 @@ import (
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
 	"github.com/gpuslice/gpuslice/pkg/assignment"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
+	"github.com/gpuslice/gpuslice/pkg/localcluster"
+	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
-	"github.com/gpuslice/gpuslice/test/cluster"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
 
@@ -74,7 +75,7 @@ func makePod(p podSpec) *corev1.Pod {
 }
 
 func TestSchedulerBindsWithoutDoubleBooking(t *testing.T) {
-	cp := framework.StartControlPlane(t, framework.Options{})
+	cp := framework.StartControlPlane(t, controlplane.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	kube := cp.Client()
@@ -82,10 +83,10 @@ func TestSchedulerBindsWithoutDoubleBooking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.InstallCRDs(ctx, cp.Config()); err != nil {
+	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.EnsureNamespace(ctx, kube, cluster.LeaseNamespace); err != nil {
+	if err := localcluster.EnsureNamespace(ctx, kube, localcluster.LeaseNamespace); err != nil {
 		t.Fatal(err)
 	}
 
@@ -100,21 +101,21 @@ func TestSchedulerBindsWithoutDoubleBooking(t *testing.T) {
 	stale := fixtures.MustBuild(cat, fixtures.Spec{Name: "h100-stale", Product: "NVIDIA H100 80GB HBM3", GPUs: 2, Replicas: 4, Policy: topology.PolicyPacked})
 	var names []string
 	for _, n := range fresh {
-		if err := cluster.CreateGPUNode(ctx, kube, gpu, n, gpusliceapi.StateReady); err != nil {
+		if err := localcluster.CreateGPUNode(ctx, kube, gpu, n, gpusliceapi.StateReady); err != nil {
 			t.Fatal(err)
 		}
 		names = append(names, n.Name)
 	}
-	if err := cluster.CreateGPUNode(ctx, kube, gpu, stale, gpusliceapi.StateReady); err != nil {
+	if err := localcluster.CreateGPUNode(ctx, kube, gpu, stale, gpusliceapi.StateReady); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.Heartbeat(ctx, kube, stale.Name, time.Now().Add(-10*time.Minute)); err != nil {
+	if err := localcluster.Heartbeat(ctx, kube, stale.Name, time.Now().Add(-10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	go cluster.KeepAlive(ctx, kube, 2*time.Second, names...)
+	go localcluster.KeepAlive(ctx, kube, 2*time.Second, names...)
 
-	config := cluster.SchedulerConfig(cp.KubeconfigPath(), 20*time.Second)
-	sched, err := cluster.StartScheduler(ctx, t.TempDir(), config)
+	config := localcluster.SchedulerConfig(cp.KubeconfigPath(), 20*time.Second)
+	sched, err := localcluster.StartScheduler(ctx, t.TempDir(), config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestSchedulerBindsWithoutDoubleBooking(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sched, err = cluster.StartScheduler(ctx, t.TempDir(), config)
+	sched, err = localcluster.StartScheduler(ctx, t.TempDir(), config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func waitSettled(t *testing.T, ctx context.Context, kube kubernetes.Interface, n
 			switch {
 			case p.Spec.NodeName != "":
 				bound++
-			case cluster.Unschedulable(&p) != "":
+			case localcluster.Unschedulable(&p) != "":
 				pending++
 			default:
 				return false, nil
@@ -185,7 +186,7 @@ func waitSettled(t *testing.T, ctx context.Context, kube kubernetes.Interface, n
 		var stuck []string
 		if list != nil {
 			for _, p := range list.Items {
-				if p.Spec.NodeName == "" && cluster.Unschedulable(&p) == "" {
+				if p.Spec.NodeName == "" && localcluster.Unschedulable(&p) == "" {
 					stuck = append(stuck, fmt.Sprintf("%s %v", p.Name, p.Status.Conditions))
 				}
 			}
@@ -243,7 +244,7 @@ func checkInvariants(t *testing.T, ctx context.Context, kube kubernetes.Interfac
 			// The reason names the missing resource: gpuslice's Filter, or
 			// NodeResourcesFit (which runs first) once the node's allocatable
 			// of that resource is used up.
-			msg := cluster.Unschedulable(p)
+			msg := localcluster.Unschedulable(p)
 			named := false
 			for _, rc := range req.Effective {
 				named = named || strings.Contains(msg, rc.Name)

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
 
@@ -27,7 +28,7 @@ const gpuResource corev1.ResourceName = "nvidia.com/gpu"
 // TestControlPlane starts one control plane and checks what the integration
 // tests of the scheduler and the exporter rely on.
 func TestControlPlane(t *testing.T) {
-	cp := framework.StartControlPlane(t, framework.Options{})
+	cp := framework.StartControlPlane(t, controlplane.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	admin := cp.Client()
@@ -46,7 +47,7 @@ func TestControlPlane(t *testing.T) {
 	})
 }
 
-func testServiceAccountRBAC(ctx context.Context, t *testing.T, cp *framework.ControlPlane) {
+func testServiceAccountRBAC(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane) {
 	admin := cp.Client()
 	const ns, sa = "smoke", "gpuslice-scheduler"
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
@@ -123,11 +124,11 @@ func testFakeGPUNode(ctx context.Context, t *testing.T, admin kubernetes.Interfa
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !hasTaint(plain, framework.TaintNodeNotReady) {
-		t.Errorf("new node has taints %v, want %s (TaintNodesByCondition)", plain.Spec.Taints, framework.TaintNodeNotReady)
+	if !hasTaint(plain, controlplane.TaintNodeNotReady) {
+		t.Errorf("new node has taints %v, want %s (TaintNodesByCondition)", plain.Spec.Taints, controlplane.TaintNodeNotReady)
 	}
 
-	node, err := framework.CreateReadyNode(ctx, admin, &corev1.Node{
+	node, err := controlplane.CreateReadyNode(ctx, admin, &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   "gpu-node-0",
 			Labels: map[string]string{"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
@@ -155,8 +156,8 @@ func testFakeGPUNode(ctx context.Context, t *testing.T, admin kubernetes.Interfa
 	if !ready {
 		t.Errorf("node conditions %v: not Ready", got.Status.Conditions)
 	}
-	if hasTaint(got, framework.TaintNodeNotReady) {
-		t.Errorf("node still has the %s taint: %v", framework.TaintNodeNotReady, got.Spec.Taints)
+	if hasTaint(got, controlplane.TaintNodeNotReady) {
+		t.Errorf("node still has the %s taint: %v", controlplane.TaintNodeNotReady, got.Spec.Taints)
 	}
 	if got.Labels["nvidia.com/gpu.product"] == "" {
 		t.Errorf("node lost its labels: %v", got.Labels)
@@ -173,7 +174,7 @@ func testFakeGPUNode(ctx context.Context, t *testing.T, admin kubernetes.Interfa
 	}
 }
 
-func testKubectl(ctx context.Context, t *testing.T, cp *framework.ControlPlane) {
+func testKubectl(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane) {
 	kubectl := func(args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, cp.KubectlPath(), append([]string{"--kubeconfig", cp.KubeconfigPath()}, args...)...)

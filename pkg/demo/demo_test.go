@@ -1,0 +1,55 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
+)
+
+// TestDemo runs the demo as `make demo` does and checks what it prints: the
+// per-GPU view, and that gpuslice leaves at least as many GPUs and nodes
+// empty as the default scheduler while binding the same pods.
+func TestDemo(t *testing.T) {
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(root + "/bin/kube-apiserver"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("control-plane binaries missing: %s", controlplane.BuildHint)
+		}
+		t.Skip(controlplane.BuildHint)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := Run(ctx, Options{Out: &out}); err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out.String())
+	}
+	text := out.String()
+	t.Log("\n" + text)
+	for _, want := range []string{"where every slice went under gpuslice", "[1g.5gb: mig-inference-", "[time-sliced: time-sliced-", "same workload, two schedulers"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	rows := regexp.MustCompile(`(?m)^(default kube-scheduler|gpuslice \(binpack\))\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+) of (\d+)$`).FindAllStringSubmatch(text, -1)
+	if len(rows) != 2 {
+		t.Fatalf("summary rows: %v", rows)
+	}
+	num := func(s string) int { n, _ := strconv.Atoi(s); return n }
+	def, gs := rows[0], rows[1]
+	if num(gs[2]) != num(def[2]) {
+		t.Errorf("gpuslice bound %s pods, default %s", gs[2], def[2])
+	}
+	if num(gs[3]) > num(def[3]) || num(gs[5]) < num(def[5]) {
+		t.Errorf("gpuslice used %s GPUs and left %s nodes empty; default %s and %s", gs[3], gs[5], def[3], def[5])
+	}
+}

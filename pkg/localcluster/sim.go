@@ -1,0 +1,238 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/gpuslice/gpuslice/pkg/exporter/agent"
+	"github.com/gpuslice/gpuslice/pkg/exporter/dpconfig"
+	"github.com/gpuslice/gpuslice/pkg/exporter/nvml"
+	"github.com/gpuslice/gpuslice/pkg/exporter/nvml/fake"
+	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
+	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
+)
+
+// SimNode is a Node with a fake NVML and a fake kubelet, published by the
+// real exporter code.
+type SimNode struct {
+	Spec    fixtures.Spec
+	NVML    *fake.Fake
+	Kubelet *FakeKubelet
+
+	kube kubernetes.Interface
+	gpu  versioned.Interface
+	opts agent.Options
+
+	mu     sync.Mutex
+	config *dpconfig.Config
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// SimOptions tune the exporters of simulated nodes.
+type SimOptions struct {
+	HeartbeatInterval, PollInterval, Resync time.Duration
+	Seed                                    int64
+}
+
+// StartSimNode creates the node the spec describes (as fixtures.Spec, except
+// that Replicas > 1 time-slices every advertised resource) with its Node (capacity as the device plugin would
+// advertise it), starts its fake kubelet and its exporter.
+func StartSimNode(ctx context.Context, kube kubernetes.Interface, gpu versioned.Interface, spec fixtures.Spec, o SimOptions) (*SimNode, error) {
+	specs := make([]fake.GPUSpec, spec.GPUs)
+	for i := range specs {
+		specs[i] = fake.GPUSpec{Product: spec.Product, MIG: spec.MIG}
+	}
+	nv, err := fake.New(spec.Name, specs)
+	if err != nil {
+		return nil, err
+	}
+	cfg := dpconfig.Defaults()
+	cfg.MIGStrategy = spec.Strategy
+	if cfg.MIGStrategy == "" {
+		cfg.MIGStrategy = topology.MIGStrategyMixed
+	}
+	if spec.Policy != "" {
+		cfg.AllocationPolicy = spec.Policy
+	}
+	n := &SimNode{Spec: spec, NVML: nv, kube: kube, gpu: gpu, config: cfg}
+	topo, err := n.Topology()
+	if err != nil {
+		return nil, err
+	}
+	if spec.Replicas > 1 {
+		cfg.TimeSlicing = &topology.TimeSlicing{RenameByDefault: spec.RenameByDefault}
+		seen := map[string]bool{}
+		units, err := topo.Units()
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range units {
+			if !seen[u.BaseResource] {
+				seen[u.BaseResource] = true
+				cfg.TimeSlicing.Resources = append(cfg.TimeSlicing.Resources, topology.SharedResource{Name: u.BaseResource, Replicas: spec.Replicas})
+			}
+		}
+		if topo, err = n.Topology(); err != nil {
+			return nil, err
+		}
+	}
+	res, err := capacity(topo)
+	if err != nil {
+		return nil, err
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Labels: map[string]string{"kubernetes.io/hostname": spec.Name, "nvidia.com/gpu.product": strings.ReplaceAll(spec.Product, " ", "-")}}}
+	if _, err := controlplane.CreateReadyNode(ctx, kube, node, res); err != nil {
+		return nil, err
+	}
+	n.Kubelet = NewFakeKubelet(kube, topo, o.Seed)
+	go n.Kubelet.Run(ctx)
+	n.opts = agent.Options{
+		NodeName: spec.Name, LeaseNamespace: LeaseNamespace,
+		HeartbeatInterval: o.HeartbeatInterval, PollInterval: o.PollInterval, Resync: o.Resync,
+		MinWriteInterval: 100 * time.Millisecond,
+	}
+	return n, n.StartExporter(ctx)
+}
+
+// Topology is the node as the exporter sees it now (fake NVML + config).
+func (n *SimNode) Topology() (*topology.Node, error) {
+	snap, err := nvml.NewReader(n.NVML.Interface()).Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	cfg := n.config
+	n.mu.Unlock()
+	spec := agent.Desired(topology.NewCatalog(), agent.Inputs{NodeName: n.Spec.Name, Snapshot: snap, Config: cfg})
+	if spec.State != "Ready" {
+		return nil, fmt.Errorf("node %s: %s", n.Spec.Name, spec.Message)
+	}
+	return spec.Topology(), nil
+}
+
+// StartExporter runs the node's exporter (again).
+func (n *SimNode) StartExporter(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cancel != nil {
+		return nil
+	}
+	cfgFn := func() (*dpconfig.Config, error) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.config, nil
+	}
+	// The REST clients of the clientsets' groups, as the exporter's binary
+	// builds them with agent.NewClients.
+	clients := agent.Clients{
+		Core:         n.kube.CoreV1().RESTClient(),
+		Coordination: n.kube.CoordinationV1().RESTClient(),
+		GPUSlice:     n.gpu.GpusliceV1alpha1().RESTClient(),
+	}
+	a, err := agent.New(n.opts, clients, nvml.NewReader(n.NVML.Interface()), n.Kubelet, cfgFn, nil)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithCancel(ctx)
+	n.cancel, n.done = cancel, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		_ = a.Run(actx)
+	}(n.done)
+	return nil
+}
+
+// StopExporter kills the node's exporter: its Lease stops being renewed.
+func (n *SimNode) StopExporter() {
+	n.mu.Lock()
+	cancel, done := n.cancel, n.done
+	n.cancel = nil
+	n.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// SetLayout reconfigures MIG on every GPU (what the MIG manager does), then
+// restarts the device plugin's view: the kubelet's devices and the Node's
+// allocatable follow the new layout.
+func (n *SimNode) SetLayout(ctx context.Context, profiles []string) error {
+	// The MIG manager marks the node while it works; the exporter publishes
+	// it Reconfiguring, then the new layout once the state is success.
+	if err := n.setMIGConfigState(ctx, "pending"); err != nil {
+		return err
+	}
+	for i := 0; i < n.Spec.GPUs; i++ {
+		if err := n.NVML.SetLayout(i, profiles); err != nil {
+			return err
+		}
+	}
+	topo, err := n.Topology()
+	if err != nil {
+		return err
+	}
+	n.Kubelet.SetTopology(topo)
+	res, err := capacity(topo)
+	if err != nil {
+		return err
+	}
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.Spec.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for name := range node.Status.Capacity {
+			if _, gpu := res[name]; !gpu && len(name) > 11 && name[:11] == "nvidia.com/" {
+				delete(node.Status.Capacity, name)
+				delete(node.Status.Allocatable, name)
+			}
+		}
+		for name, q := range res {
+			node.Status.Capacity[name] = q
+			node.Status.Allocatable[name] = q
+		}
+		_, err = n.kube.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return n.setMIGConfigState(ctx, "success")
+}
+
+func (n *SimNode) setMIGConfigState(ctx context.Context, state string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.Spec.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		node.Labels[agent.MIGConfigStateLabel] = state
+		_, err = n.kube.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+func capacity(topo *topology.Node) (corev1.ResourceList, error) {
+	caps, err := topo.Capacity()
+	if err != nil {
+		return nil, err
+	}
+	res := corev1.ResourceList{}
+	for name, n := range caps {
+		res[corev1.ResourceName(name)] = *resource.NewQuantity(n, resource.DecimalSI)
+	}
+	return res, nil
+}
