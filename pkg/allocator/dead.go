@@ -6,7 +6,7 @@ import (
 	"sync"
 )
 
-// Dead space. The class-by-class stranding of fragmentationGainOneGPU asks
+// Dead space. The class-by-class stranding of fragmentationGain asks
 // what the next pod can use, and sliverGain charges pieces that almost no
 // pod fits. Neither sees what becomes of a gap as pods keep coming: a
 // 0.53-GPU gap beside a 0.47-GPU pod is soon filled by another 0.47 pod,
@@ -122,21 +122,21 @@ func buildDeadTable(m *Mix, res string, replicas int32) []float64 {
 // dead space of the node's shared devices, in GPU-equivalents: negative
 // when it leaves a piece that will idle more than the one it took from.
 // 0 when w is 0 or the mix names no class of the device's resource.
-func (s *State) deadGain(w float64, mix *Mix, deltas []unitDelta) float64 {
+func (v freeView) deadGain(w float64, mix *Mix) float64 {
 	if w == 0 || mix == nil {
 		return 0
 	}
 	g := 0.0
-	for i, d := range deltas {
-		u := &s.node.units[d.unit]
+	for i, d := range v.units {
+		u := &v.s.node.units[d.unit]
 		if !u.shared {
 			continue
 		}
-		t := mix.deadTable(s.node.resources[u.res].name, u.replicas)
+		t := mix.deadTable(v.s.node.resources[u.res].name, u.replicas)
 		if t == nil {
 			continue
 		}
-		before := s.unitFree(d.unit, deltas[:i])
+		before := v.s.unitFree(d.unit, v.units[:i])
 		after := before - d.count
 		if after < 0 || before > u.replicas {
 			continue

@@ -69,7 +69,7 @@ func TestDeadGainPrefersGapsThatFillWell(t *testing.T) {
 		if !ok {
 			t.Fatalf("%d pod does not fit beside %d", pod, used)
 		}
-		return s.deadGain(1, mix, deltas)
+		return freeView{s: s, units: deltas}.deadGain(1, mix)
 	}
 	beside470, untouched, beside650 := gain(470, 320), gain(0, 320), gain(650, 320)
 	if !(beside650 > untouched && untouched > beside470) {
@@ -89,10 +89,10 @@ func TestDeadGainPrefersGapsThatFillWell(t *testing.T) {
 	// Weight 0 or no mix: no term.
 	s := shareNode(t, 1, topology.PolicyPacked)
 	deltas := []unitDelta{{unit: s.node.resources[s.node.resIndex[gpuRes]].units[0], count: 320}}
-	if g := s.deadGain(0, mix, deltas); g != 0 {
+	if g := (freeView{s: s, units: deltas}).deadGain(0, mix); g != 0 {
 		t.Errorf("weight 0: gain %v", g)
 	}
-	if g := s.deadGain(1, nil, deltas); g != 0 {
+	if g := (freeView{s: s, units: deltas}).deadGain(1, nil); g != 0 {
 		t.Errorf("no mix: gain %v", g)
 	}
 }

@@ -142,3 +142,18 @@ func occupy(t testing.TB, s *State, resourceName string, perGPU map[int]int) {
 		}
 	}
 }
+
+// halfGPUMix is a mix of one class asking for half a GPU of shareNode, 4
+// CPUs and 8 GiB.
+func halfGPUMix() *Mix {
+	return &Mix{Classes: []MixClass{{Resources: req(gpuRes, 500).Effective, Host: Host{MilliCPU: 4000, MemBytes: 8 << 30}, Weight: 1}}}
+}
+
+// cpuOnly asks for no GPU.
+var cpuOnly = &podrequest.Request{}
+
+// cpuHost is a pod asking for podCPU millicores and 1 GiB on a node with
+// freeCPU millicores and 64 GiB free.
+func cpuHost(podCPU, freeCPU int64) HostFit {
+	return HostFit{Pod: Host{MilliCPU: podCPU, MemBytes: 1 << 30}, NodeFree: Host{MilliCPU: freeCPU, MemBytes: 64 << 30}, Known: true}
+}

@@ -12,15 +12,13 @@ import (
 // for that class; with CPU to spare it strands nothing. The class asks for
 // half a GPU and 4 CPUs; the node has 2 GPUs free.
 func TestFragmentationCountsHostResources(t *testing.T) {
-	mix := &Mix{Classes: []MixClass{{Resources: req(gpuRes, 500).Effective, Host: Host{MilliCPU: 4000, MemBytes: 8 << 30}, Weight: 1}}}
+	mix := halfGPUMix()
 	sc := Scorer{Strategy: FragmentationAware, Mix: mix}
-	cpuOnly := &podrequest.Request{}
 	for _, tc := range []struct {
-		name    string
-		s       *State
-		freeCPU int64
-		podCPU  int64
-		want    float64
+		name            string
+		s               *State
+		freeCPU, podCPU int64
+		want            float64
 	}{
 		// 6 CPUs host 1.5 more pods of the class (1.25 GPUs stranded);
 		// after the CPU-only pod, 2 CPUs host none (all 2 stranded).
@@ -37,7 +35,7 @@ func TestFragmentationCountsHostResources(t *testing.T) {
 		// GPUs 4.
 		{"one-GPU mode, two cores to spare", shareNode(t, 2, topology.PolicyPacked), 20000, 2000, 0},
 	} {
-		h := HostFit{Pod: Host{MilliCPU: tc.podCPU, MemBytes: 1 << 30}, NodeFree: Host{MilliCPU: tc.freeCPU, MemBytes: 64 << 30}, Known: true}
+		h := cpuHost(tc.podCPU, tc.freeCPU)
 		if got := sc.ScoreHost(tc.s, cpuOnly, h); math.Abs(got-tc.want) > 1e-9 {
 			t.Errorf("%s: gain %v, want %v", tc.name, got, tc.want)
 		}

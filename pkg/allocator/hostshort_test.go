@@ -13,14 +13,12 @@ import (
 // capacity the free CPU cannot serve at that rate, and how a placement
 // changes it.
 func TestHostShortGain(t *testing.T) {
-	mix := &Mix{Classes: []MixClass{{Resources: req(gpuRes, 500).Effective, Host: Host{MilliCPU: 4000, MemBytes: 8 << 30}, Weight: 1}}}
-	cpuOnly := &podrequest.Request{}
+	mix := halfGPUMix()
 	for _, tc := range []struct {
-		name    string
-		r       *podrequest.Request
-		freeCPU int64
-		podCPU  int64
-		want    float64
+		name            string
+		r               *podrequest.Request
+		freeCPU, podCPU int64
+		want            float64
 	}{
 		// 6 CPUs serve 0.75 GPU (1.25 short); after 4 are taken, 2 serve
 		// 0.25 (1.75 short).
@@ -36,7 +34,7 @@ func TestHostShortGain(t *testing.T) {
 		{"GPU pod below the rate", req(gpuRes, 500), 8000, 1000, 0.375},
 	} {
 		s := shareNode(t, 2, topology.PolicyPacked)
-		h := HostFit{Pod: Host{MilliCPU: tc.podCPU, MemBytes: 1 << 30}, NodeFree: Host{MilliCPU: tc.freeCPU, MemBytes: 64 << 30}, Known: true}
+		h := cpuHost(tc.podCPU, tc.freeCPU)
 		off := Scorer{Strategy: FragmentationAware, Mix: mix}
 		on := off
 		on.HostShortfall = 1

@@ -5,7 +5,8 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
-// One-GPU-per-request sharing (topology.TimeSlicing.OneGPUPerRequest): a
+// One-GPU-per-request sharing (topology.TimeSlicing.OneGPUPerRequest): all
+// of the mode is in this file. A
 // container's request of a time-sliced resource is served from a single GPU
 // when it is at most one GPU's replicas, and from that many entirely unused
 // GPUs when it is a whole number of GPUs' replicas. NVIDIA's device plugin
@@ -157,111 +158,72 @@ func (s *State) pickOneGPU(r *resource, required []ref, size int) []ref {
 func (s *State) oneGPUDeltas(req *podrequest.Request, buf []unitDelta) (deltas []unitDelta, ok bool) {
 	n := s.node
 	deltas = buf[:0]
-	for i := range req.Effective {
-		rc := &req.Effective[i]
-		ri, found := n.resIndex[rc.Name]
-		if !found || rc.Count <= 0 {
-			continue
-		}
+	for ri, need := range n.requested(req) {
 		r := &n.resources[ri]
-		per := n.perUnit(r)
-		need := int32(rc.Count)
-		if need <= per {
-			j := s.fitUnit(r, need, deltas)
-			if j < 0 {
+		if per := n.perUnit(r); need > per {
+			for _, ui := range r.units {
+				if need <= 0 {
+					break
+				}
+				if s.unitFree(ui, deltas) == per && n.units[ui].healthy {
+					deltas = append(deltas, unitDelta{unit: ui, count: per})
+					need -= per
+				}
+			}
+			if need != 0 {
 				return deltas, false
 			}
-			deltas = append(deltas, unitDelta{unit: r.units[j], count: need})
 			continue
 		}
-		for _, ui := range r.units {
-			if need <= 0 {
-				break
-			}
-			if s.unitFree(ui, deltas) == per && n.units[ui].healthy {
-				deltas = append(deltas, unitDelta{unit: ui, count: per})
-				need -= per
-			}
-		}
-		if need != 0 {
+		j := s.fitUnit(r, need, deltas)
+		if j < 0 {
 			return deltas, false
 		}
+		deltas = append(deltas, unitDelta{unit: r.units[j], count: need})
 	}
 	return deltas, true
 }
 
-// fragmentationGainOneGPU is fragmentationGain at GPU level, as the FGD
-// paper defines it: for a class that fits on the node, the stranded
-// capacity is the free capacity of the GPUs that cannot serve the class's
-// per-GPU share (all partly used GPUs, for a class asking for whole GPUs);
-// for a class that does not fit, all free capacity.
-func (s *State) fragmentationGainOneGPU(req *podrequest.Request, mix *Mix, h HostFit, hostShortW, sliverW, deadW float64) float64 {
-	var buf [maxReqResources * 8]unitDelta
-	deltas, ok := s.oneGPUDeltas(req, buf[:])
-	if !ok {
-		return 0 // Check rejects it; nothing to compare
+// totalOneGPU is freeView.total in one-GPU-per-request mode: the free
+// replicas of every device.
+func (v freeView) totalOneGPU() float64 {
+	t := 0.0
+	for ui := range v.s.node.units {
+		t += float64(v.s.unitFree(int32(ui), v.units)) * v.s.node.units[ui].weight
 	}
-	freeBefore, freeAfter := s.freeWeight(nil), s.freeWeight(deltas)
-	ha := h.after()
-	return mixGain(mix, req, h.Pod,
-		func(c *MixClass) float64 { return s.strandedOneGPU(nil, freeBefore, c, h) },
-		func(c *MixClass) float64 { return s.strandedOneGPU(deltas, freeAfter, c, ha) }) +
-		s.hostShortGain(hostShortW, mix, req, h, freeBefore, freeAfter) +
-		s.sliverGain(sliverW, deltas) +
-		s.deadGain(deadW, mix, deltas)
+	return t
 }
 
-func (s *State) freeWeight(deltas []unitDelta) float64 {
-	total := 0.0
-	for ui := range s.node.units {
-		total += float64(s.unitFree(int32(ui), deltas)) * s.node.units[ui].weight
-	}
-	return total
-}
-
-func (s *State) strandedOneGPU(deltas []unitDelta, free float64, c *MixClass, h HostFit) float64 {
-	if h.Known {
-		return s.strandedSlotsOneGPU(deltas, free, c, h)
-	}
-	n := s.node
-	usable := 0.0
-	for i := range c.Resources {
-		rc := &c.Resources[i]
-		ri, ok := n.resIndex[rc.Name]
-		if !ok {
-			return free
+// fitOneGPU is freeView.fit in one-GPU-per-request mode. A request of at
+// most one device's replicas is served from one device: each device serves
+// as many as its free replicas hold, and the devices with room for one can
+// use their free replicas. A request of whole devices takes that many
+// unused ones, and can use those.
+func (v freeView) fitOneGPU(r *resource, need int32, usable float64) (int64, float64) {
+	n := v.s.node
+	per := n.perUnit(r)
+	if need > per {
+		if need%per != 0 {
+			return 0, usable
 		}
-		r := &n.resources[ri]
-		per := n.perUnit(r)
-		need := int32(rc.Count)
-		if need > per {
-			if need%per != 0 {
-				return free
-			}
-			whole := int32(0)
-			for _, ui := range r.units {
-				if s.unitFree(ui, deltas) == per {
-					whole++
-					usable += float64(per) * n.units[ui].weight
-				}
-			}
-			if whole < need/per {
-				return free
-			}
-			continue
-		}
-		fits := false
+		whole := int64(0)
 		for _, ui := range r.units {
-			if f := s.unitFree(ui, deltas); f >= need {
-				fits = true
-				usable += float64(f) * n.units[ui].weight
+			if n.units[ui].healthy && v.s.unitFree(ui, v.units) == per {
+				whole++
+				usable += float64(per) * n.units[ui].weight
 			}
 		}
-		if !fits {
-			return free
+		return whole / int64(need/per), usable
+	}
+	slots := int64(0)
+	for _, ui := range r.units {
+		f := v.s.unitFree(ui, v.units)
+		slots += int64(f / need)
+		if f >= need {
+			usable += float64(f) * n.units[ui].weight
 		}
 	}
-	return free - usable
+	return slots, usable
 }
 
 // gpuFillOneGPU is gpuFillOfPick in one-GPU-per-request mode.
@@ -276,58 +238,4 @@ func (s *State) gpuFillOneGPU(r *resource, count int) float64 {
 	}
 	u := &s.node.units[r.units[j]]
 	return s.gpuUsed[u.gpu] / s.node.gpus[u.gpu].capacity
-}
-
-// strandedSlotsOneGPU is the stranded capacity when the node's CPU and
-// memory are known: the node can host k more pods of class c (see
-// slotsOneGPU), the class can use k times its GPU request and the rest of
-// the free capacity is stranded. Unlike FGD's one-pod test, this sees a node
-// whose CPU serves two more pods while six GPUs are free.
-func (s *State) strandedSlotsOneGPU(deltas []unitDelta, free float64, c *MixClass, h HostFit) float64 {
-	k, perPod := s.slotsOneGPU(deltas, c, h)
-	return strandedFrom(free, k, perPod)
-}
-
-// slotsOneGPU is slots in one-GPU-per-request mode: the least of how many
-// pods of c fit on the GPUs (slots of the class's share on each GPU, or
-// sets of whole unused GPUs) and in h's CPU and memory.
-func (s *State) slotsOneGPU(deltas []unitDelta, c *MixClass, h HostFit) (k, perPod float64) {
-	n := s.node
-	k = h.hostSlots(c)
-	if k == 0 {
-		return 0, 0
-	}
-	for i := range c.Resources {
-		rc := &c.Resources[i]
-		ri, ok := n.resIndex[rc.Name]
-		if !ok {
-			return 0, 0
-		}
-		r := &n.resources[ri]
-		per := n.perUnit(r)
-		need := int32(rc.Count)
-		slots := int64(0)
-		if need > per {
-			if need%per != 0 {
-				return 0, 0
-			}
-			whole := int64(0)
-			for _, ui := range r.units {
-				if n.units[ui].healthy && s.unitFree(ui, deltas) == per {
-					whole++
-				}
-			}
-			slots = whole / int64(need/per)
-		} else {
-			for _, ui := range r.units {
-				slots += int64(s.unitFree(ui, deltas) / need)
-			}
-		}
-		k = min(k, float64(slots))
-		if k == 0 {
-			return 0, 0
-		}
-		perPod += float64(need) * r.weight
-	}
-	return k, perPod
 }

@@ -1,6 +1,8 @@
 package allocator
 
 import (
+	"slices"
+
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
@@ -196,14 +198,7 @@ func better(policy topology.AllocationPolicy, alloc, picked, bestAlloc, bestPick
 
 func unionRefs(a, b []ref) []ref {
 	for _, x := range b {
-		found := false
-		for _, y := range a {
-			if x == y {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !slices.Contains(a, x) {
 			a = append(a, x)
 		}
 	}
@@ -213,14 +208,7 @@ func unionRefs(a, b []ref) []ref {
 func minusRefs(a, b []ref) []ref {
 	out := a[:0:0]
 	for _, x := range a {
-		keep := true
-		for _, y := range b {
-			if x == y {
-				keep = false
-				break
-			}
-		}
-		if keep {
+		if !slices.Contains(b, x) {
 			out = append(out, x)
 		}
 	}

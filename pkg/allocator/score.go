@@ -149,12 +149,7 @@ func (sc *Scorer) ScoreHost(s *State, req *podrequest.Request, h HostFit) float6
 	}
 	switch sc.Strategy {
 	case FragmentationAware:
-		gain := 0.0
-		if s.node.oneGPU {
-			gain = s.fragmentationGainOneGPU(req, sc.Mix, h, sc.HostShortfall, sc.Slivers, sc.DeadSpace)
-		} else {
-			gain = s.fragmentationGain(req, sc.Mix, h, sc.HostShortfall)
-		}
+		gain := s.fragmentationGain(req, sc, h)
 		if sc.TieBreak != 0 {
 			gain += sc.TieBreak * s.fullness(req, wg, wn)
 		}
@@ -195,14 +190,11 @@ const scarcityWeight = 0.01
 func (s *State) scarcity(req *podrequest.Request) float64 {
 	n := s.node
 	sum, k := 0.0, 0
-	for i := range req.Effective {
-		rc := &req.Effective[i]
-		ri, ok := n.resIndex[rc.Name]
-		if !ok || rc.Count <= 0 || n.resources[ri].healthy == 0 {
-			continue
+	for ri, count := range n.requested(req) {
+		if healthy := n.resources[ri].healthy; healthy > 0 {
+			sum += min(float64(count)/float64(healthy), 1)
+			k++
 		}
-		sum += min(float64(rc.Count)/float64(n.resources[ri].healthy), 1)
-		k++
 	}
 	if k == 0 {
 		return 0
@@ -222,17 +214,12 @@ func (s *State) emptiness(req *podrequest.Request, wg, wn float64) float64 {
 func (s *State) busyness(req *podrequest.Request) (gpuFill, nodeFill, added float64) {
 	n := s.node
 	gpuSum, gpuWt := 0.0, 0.0
-	for i := range req.Effective {
-		rc := &req.Effective[i]
-		ri, ok := n.resIndex[rc.Name]
-		if !ok || rc.Count <= 0 {
-			continue
-		}
+	for ri, count := range n.requested(req) {
 		r := &n.resources[ri]
-		w := float64(rc.Count) * r.weight
+		w := float64(count) * r.weight
 		added += w
 		gpuWt += w
-		gpuSum += w * s.gpuFillOfPick(r, rc.Count)
+		gpuSum += w * s.gpuFillOfPick(r, int(count))
 	}
 	if n.totalWt > 0 {
 		nodeFill = s.usedWt / n.totalWt

@@ -1,6 +1,6 @@
 package allocator
 
-// The class-by-class stranding of fragmentationGainOneGPU is what the next
+// The class-by-class stranding of fragmentationGain is what the next
 // pod cannot use. It charges a large gap on a shared GPU for every class
 // too big for it, although smaller pods will fill it later, and a sliver
 // (a leftover that almost no pod fits) at about its size, although the
@@ -30,14 +30,14 @@ func sliver(u *unit, f int32) float64 {
 // node's sliver capacity: negative when it leaves a sliver, positive when
 // it fills one. 0 when w is 0. Only the devices the placement takes from
 // change, so only they are looked at.
-func (s *State) sliverGain(w float64, deltas []unitDelta) float64 {
+func (v freeView) sliverGain(w float64) float64 {
 	if w == 0 {
 		return 0
 	}
 	g := 0.0
-	for i, d := range deltas {
-		u := &s.node.units[d.unit]
-		before := s.unitFree(d.unit, deltas[:i])
+	for i, d := range v.units {
+		u := &v.s.node.units[d.unit]
+		before := v.s.unitFree(d.unit, v.units[:i])
 		g += sliver(u, before) - sliver(u, before-d.count)
 	}
 	return w * g

@@ -27,21 +27,10 @@ func (s *State) AddSupply(sup *Supply, mix *Mix, h HostFit) {
 	if mix == nil || len(sup.Capacity) != len(mix.Classes) {
 		return
 	}
-	if s.node.oneGPU {
-		sup.Free += s.freeWeight(nil)
-	} else {
-		for ri := range s.node.resources {
-			sup.Free += float64(s.free[ri]) * s.node.resources[ri].weight
-		}
-	}
+	v := freeView{s: s}
+	sup.Free += v.total()
 	for i := range mix.Classes {
-		c := &mix.Classes[i]
-		var k, perPod float64
-		if s.node.oneGPU {
-			k, perPod = s.slotsOneGPU(nil, c, h)
-		} else {
-			k, perPod = s.slots(nil, c, h)
-		}
+		k, perPod := v.slots(&mix.Classes[i], h)
 		sup.Capacity[i] += k * perPod
 	}
 }
