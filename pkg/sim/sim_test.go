@@ -71,7 +71,7 @@ func pod(name string, res string, n int64) *v1.Pod {
 
 func shipped(t testing.TB, name string) Options {
 	t.Helper()
-	cfg, err := LoadConfigMapFile(filepath.Join("..", "..", "..", "manifests", "scheduler", "config.yaml"))
+	cfg, err := LoadConfigMapFile(filepath.Join("..", "..", "manifests", "scheduler", "config.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

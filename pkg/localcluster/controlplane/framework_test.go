@@ -47,7 +47,7 @@ func TestFindRepoRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "test", "framework", "controlplane.go")); err != nil {
+	if _, err := os.Stat(filepath.Join(root, "pkg", "localcluster", "controlplane", "controlplane.go")); err != nil {
 		t.Errorf("RepoRoot() = %s, which does not hold this package: %v", root, err)
 	}
 	if _, err := findRepoRoot(t.TempDir()); err == nil {
