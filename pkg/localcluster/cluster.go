@@ -1,6 +1,6 @@
 // Package localcluster puts gpuslice's pieces on a real control plane for
-// tests, the demo and the benchmarks: it installs the CRDs, publishes simulated GPU nodes (the
-// Node with the capacity the NVIDIA device plugin would advertise, the
+// tests, the demo and the benchmarks: it installs the CRDs, publishes
+// simulated GPU nodes (the Node with the capacity the NVIDIA device plugin would advertise, the
 // GPUNode the exporter would publish, its heartbeat Lease) and runs the
 // scheduler in-process. Only the kubelet and NVML are simulated.
 package localcluster
