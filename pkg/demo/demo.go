@@ -151,7 +151,9 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return err
 		}
-		say("cluster kept running. In another shell:\n  export KUBECONFIG=%s\n  %s get gpunodes\n  %s get pods -n demo -o wide\nCtrl-C tears everything down.", kc, cp.KubectlPath(), cp.KubectlPath())
+		// The kubeconfig names a cluster that is gone after teardown.
+		defer os.Remove(kc)
+		say("cluster kept running. In another shell:\n  export KUBECONFIG=%s\n  %s get gpunodes\n  %s get pods -n demo -o wide\nCtrl-C tears everything down (and removes %[1]s).", kc, cp.KubectlPath(), cp.KubectlPath())
 		<-ctx.Done()
 	}
 	return nil
