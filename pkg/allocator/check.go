@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
 // Code classifies a feasibility verdict.
@@ -34,6 +35,17 @@ const (
 	// GPU's replicas but not a whole number of GPUs (Total is one GPU's
 	// replicas).
 	NotWholeGPUs
+	// SharesDevice: the request wants distinct devices (SharingDistinct),
+	// and the device plugin would give a container its Need replicas of a
+	// time-sliced resource on only Free different devices.
+	SharesDevice
+	// TooFewDevices: the request wants distinct devices, and the node has
+	// only Total healthy devices advertising replicas of the resource,
+	// fewer than the Need a container asks for.
+	TooFewDevices
+	// NotExclusive: the request wants exclusive devices (SharingExclusive)
+	// and the node time-slices the resource.
+	NotExclusive
 )
 
 // Verdict is the answer of Check. It holds no heap data, so producing it does
@@ -45,6 +57,8 @@ type Verdict struct {
 	// devices of Resource.
 	Need, Free, Used, Total, Unhealthy int
 	Container                          string
+	// Policy is the device plugin's allocation policy (SharesDevice).
+	Policy topology.AllocationPolicy
 }
 
 // OK reports whether the request fits.
@@ -53,7 +67,11 @@ func (v Verdict) OK() bool { return v.Code == Fits }
 // Unresolvable reports whether freeing devices on the node cannot make the
 // request fit (the scheduler's UnschedulableAndUnresolvable).
 func (v Verdict) Unresolvable() bool {
-	return v.Code == NotOffered || v.Code == ExceedsNode || v.Code == SharedCountOverOne || v.Code == NotWholeGPUs
+	switch v.Code {
+	case NotOffered, ExceedsNode, SharedCountOverOne, NotWholeGPUs, TooFewDevices, NotExclusive:
+		return true
+	}
+	return false
 }
 
 // Reason is a message a user can act on, naming the resource and the counts.
@@ -80,17 +98,67 @@ func (v Verdict) Reason() string {
 		return fmt.Sprintf("%s: need %d entirely unused GPUs, %d free", v.Resource, v.Need, v.Free)
 	case NotWholeGPUs:
 		return fmt.Sprintf("%s: request of %d is more than one GPU (%d) but not a whole number of GPUs", v.Resource, v.Need, v.Total)
+	case SharesDevice:
+		return fmt.Sprintf("container %q would get its %d %s replicas on %d physical device(s) (%s policy); it needs %d distinct devices", v.Container, v.Need, v.Resource, v.Free, v.Policy, v.Need)
+	case TooFewDevices:
+		return fmt.Sprintf("container %q asks for %d time-sliced %s replicas on distinct devices, the node has %d healthy devices offering it", v.Container, v.Need, v.Resource, v.Total)
+	case NotExclusive:
+		return fmt.Sprintf("%s is time-sliced on this node, and the pod asks for exclusive devices", v.Resource)
 	case SharedCountOverOne:
 		return fmt.Sprintf("container %q asks for %d replicas of time-sliced %s, but the device plugin sets failRequestsGreaterThanOne", v.Container, v.Need, v.Resource)
 	}
 	return fmt.Sprintf("unknown verdict %d", v.Code)
 }
 
-// Check reports whether req fits on the node now. It does not allocate.
+// Check reports whether req fits on the node now. It does not allocate,
+// except for a request whose containers ask for several time-sliced
+// replicas on distinct devices: that needs the predicted pick (Place).
 func (s *State) Check(req *podrequest.Request) Verdict {
+	if v := s.checkCounts(req); !v.OK() {
+		return v
+	}
+	if s.needsDistinct(req) {
+		_, v := s.place(req)
+		return v
+	}
+	return Verdict{}
+}
+
+// needsDistinct reports whether req asks for distinct devices and one of its
+// containers asks for more than one replica of a time-sliced resource of
+// this node (on one-GPU-per-request nodes a request is served from one GPU
+// by design: the rule does not apply).
+func (s *State) needsDistinct(req *podrequest.Request) bool {
+	n := s.node
+	if req == nil || req.Sharing != podrequest.SharingDistinct || n.oneGPU {
+		return false
+	}
+	for i := range req.Containers {
+		for _, rc := range req.Containers[i].Resources {
+			if rc.Count <= 1 {
+				continue
+			}
+			if ri, ok := n.resIndex[rc.Name]; ok && n.resources[ri].shared {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkCounts is Check without the distinct-device rule: enough free
+// healthy devices, the device plugin's own limits, exclusivity.
+func (s *State) checkCounts(req *podrequest.Request) Verdict {
 	n := s.node
 	if req == nil {
 		return Verdict{}
+	}
+	if req.Sharing == podrequest.SharingExclusive {
+		for i := range req.Effective {
+			if ri, ok := n.resIndex[req.Effective[i].Name]; ok && n.resources[ri].shared {
+				return Verdict{Code: NotExclusive, Resource: req.Effective[i].Name, Need: req.Effective[i].Count}
+			}
+		}
 	}
 	for i := range req.Effective {
 		rc := &req.Effective[i]

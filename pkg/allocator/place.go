@@ -66,10 +66,19 @@ func (p *Placement) Devices() []ResourceDevices {
 // containers, then asks the plugin for the rest, passing those as
 // must-include devices. The plugin ranks physical GPUs with its policy's
 // comparator and takes one replica at a time.
+//
+// A request with SharingDistinct is refused (SharesDevice) where the
+// predicted pick gives a container several replicas of one device.
 func (s *State) Place(req *podrequest.Request) (*Placement, Verdict) {
-	if v := s.Check(req); !v.OK() {
+	if v := s.checkCounts(req); !v.OK() {
 		return nil, v
 	}
+	return s.place(req)
+}
+
+// place is Place after checkCounts.
+func (s *State) place(req *podrequest.Request) (*Placement, Verdict) {
+	distinct := s.needsDistinct(req)
 	work := s.Clone()
 	n := s.node
 	reuse := map[int32][]ref{}
@@ -92,6 +101,11 @@ func (s *State) Place(req *podrequest.Request) (*Placement, Verdict) {
 				r := &n.resources[ri]
 				return nil, Verdict{Code: NoGPUFits, Resource: rc.Name, Need: rc.Count, Total: int(n.perUnit(r)), Container: c.Name}
 			}
+			if distinct && rc.Count > 1 && n.resources[ri].shared {
+				if v := s.distinctDevices(ri, got, c.Name, rc); !v.OK() {
+					return nil, v
+				}
+			}
 			ids := make([]string, len(got))
 			for i, r := range got {
 				ids[i] = n.deviceID(r)
@@ -106,6 +120,29 @@ func (s *State) Place(req *podrequest.Request) (*Placement, Verdict) {
 		p.Containers = append(p.Containers, cd)
 	}
 	return p, Verdict{}
+}
+
+// distinctDevices checks that the replicas got of resource ri are on
+// rc.Count different devices.
+func (s *State) distinctDevices(ri int32, got []ref, container string, rc podrequest.ResourceCount) Verdict {
+	n := s.node
+	units := make(map[int32]struct{}, len(got))
+	for _, r := range got {
+		units[r.unit] = struct{}{}
+	}
+	if len(units) >= rc.Count {
+		return Verdict{}
+	}
+	healthy := 0
+	for _, ui := range n.resources[ri].units {
+		if n.units[ui].healthy {
+			healthy++
+		}
+	}
+	if healthy < rc.Count {
+		return Verdict{Code: TooFewDevices, Resource: rc.Name, Need: rc.Count, Total: healthy, Container: container}
+	}
+	return Verdict{Code: SharesDevice, Resource: rc.Name, Need: rc.Count, Free: len(units), Container: container, Policy: n.policy}
 }
 
 // pick adds devices of resource ri to required until it holds size, marking

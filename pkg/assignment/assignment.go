@@ -1,6 +1,8 @@
-// Package assignment owns gpuslice's one pod annotation: the devices the
-// scheduler reserved for a pod on its node, per container, as the kubelet is
-// predicted to hand them out. No other package reads or writes it.
+// Package assignment owns gpuslice's pod annotations. gpuslice writes one,
+// gpuslice.io/assignment: the devices the scheduler reserved for a pod on
+// its node, per container, as the kubelet is predicted to hand them out.
+// A user may set one, gpuslice.io/sharing: how the pod's GPU devices may be
+// shared. No other package reads or writes them.
 package assignment
 
 import (
@@ -10,10 +12,33 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
 )
 
 // Annotation is the key of the assignment annotation.
 const Annotation = "gpuslice.io/assignment"
+
+// SharingAnnotation is the key of the annotation with which a pod chooses
+// how its GPU devices may be shared, overriding the profile's
+// defaultSharing: DistinctGPUs (a container asking for N > 1 time-sliced
+// replicas gets them on N different GPUs), Exclusive (only devices that are
+// not time-sliced) or Any (whatever the device plugin picks, several
+// replicas of one GPU included).
+const SharingAnnotation = "gpuslice.io/sharing"
+
+// Sharing returns the pod's sharing: the annotation's when it has one,
+// otherwise def. An unknown value is an error naming the valid ones.
+func Sharing(pod *v1.Pod, def podrequest.Sharing) (podrequest.Sharing, error) {
+	v, ok := pod.Annotations[SharingAnnotation]
+	if !ok {
+		return def, nil
+	}
+	s, err := podrequest.ParseSharing(v)
+	if err != nil {
+		return "", fmt.Errorf("annotation %s: %w", SharingAnnotation, err)
+	}
+	return s, nil
+}
 
 // Assignment is the annotation's content.
 type Assignment struct {

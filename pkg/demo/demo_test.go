@@ -40,6 +40,22 @@ func TestDemo(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+	// whole-gpus.yaml (gpuslice.io/sharing: Exclusive) lands on whole GPUs,
+	// one pod per GPU, each pod on two of them.
+	section := text[strings.Index(text, "where every slice went under gpuslice"):]
+	wholeLines := 0
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.Contains(line, "whole-gpus-") {
+			continue
+		}
+		wholeLines++
+		if !regexp.MustCompile(`^\s+GPU \d+ \[whole GPU: whole-gpus-\d+\]$`).MatchString(line) {
+			t.Errorf("whole-gpus not alone on a whole GPU: %q", line)
+		}
+	}
+	if want := 2 * DefaultCopies["whole-gpus.yaml"]; wholeLines != want {
+		t.Errorf("whole-gpus pods on %d GPUs, want %d", wholeLines, want)
+	}
 	rows := regexp.MustCompile(`(?m)^(default kube-scheduler|gpuslice \(binpack\))\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+) of (\d+)$`).FindAllStringSubmatch(text, -1)
 	if len(rows) != 2 {
 		t.Fatalf("summary rows: %v", rows)

@@ -183,13 +183,18 @@ func effective(containers []Container) []ResourceCount {
 }
 
 // String lists the effective request as "name=count" pairs sorted by name,
-// e.g. "nvidia.com/gpu=1,nvidia.com/mig-1g.5gb=2"; "" when empty.
+// e.g. "nvidia.com/gpu=1,nvidia.com/mig-1g.5gb=2", followed by
+// ";sharing=<Sharing>" unless that is Any; "" when empty.
 func (r *Request) String() string {
 	if r == nil {
 		return ""
 	}
 	var b strings.Builder
 	WriteCounts(&b, r.Effective)
+	if len(r.Effective) > 0 && r.Sharing != "" && r.Sharing != SharingAny {
+		b.WriteString(";sharing=")
+		b.WriteString(string(r.Sharing))
+	}
 	return b.String()
 }
 

@@ -43,4 +43,15 @@ type GPUSliceArgs struct {
 	DefaultAllocationPolicy string
 	// LeaseNamespace is the namespace of the exporters' Leases.
 	LeaseNamespace string
+	// DefaultSharing is how the GPU devices of a pod without the
+	// gpuslice.io/sharing annotation may be shared: DistinctGPUs, Exclusive
+	// or Any.
+	DefaultSharing string
 }
+
+// Sharing values (the podrequest package's Sharing).
+const (
+	SharingDistinctGPUs = "DistinctGPUs"
+	SharingExclusive    = "Exclusive"
+	SharingAny          = "Any"
+)

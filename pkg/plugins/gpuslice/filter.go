@@ -6,6 +6,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
 
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/assignment"
 	"github.com/gpuslice/gpuslice/pkg/cache"
 )
 
@@ -41,7 +43,7 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 			if v.Unresolvable() {
 				code = fwk.UnschedulableAndUnresolvable
 			}
-			return fwk.NewStatus(code, "gpuslice: "+v.Reason())
+			return fwk.NewStatus(code, "gpuslice: "+v.Reason()+sharingHint(v))
 		}
 		if shared {
 			slot.storeFit(st, s.reqKey)
@@ -49,4 +51,15 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 	}
 	slot.record(s, judged{st: st, memo: known, own: !shared})
 	return nil
+}
+
+// sharingHint tells a pod refused by its sharing rule how to opt out.
+func sharingHint(v allocator.Verdict) string {
+	switch v.Code {
+	case allocator.SharesDevice, allocator.TooFewDevices:
+		return " (set annotation " + assignment.SharingAnnotation + ": Any to accept several replicas of one GPU)"
+	case allocator.NotExclusive:
+		return " (set annotation " + assignment.SharingAnnotation + ": DistinctGPUs or Any to accept time-sliced replicas)"
+	}
+	return ""
 }

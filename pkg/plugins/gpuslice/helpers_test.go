@@ -37,6 +37,7 @@ func testArgs(strategy string) *config.GPUSliceArgs {
 		HeartbeatTimeout:        metav1.Duration{Duration: 40 * time.Second},
 		DefaultAllocationPolicy: "distributed",
 		LeaseNamespace:          "gpuslice-system",
+		DefaultSharing:          config.SharingDistinctGPUs,
 	}
 }
 

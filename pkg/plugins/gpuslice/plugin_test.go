@@ -149,7 +149,10 @@ func TestReserveCommitsFilteredPlacementAndUnreserveReleases(t *testing.T) {
 	args := testArgs("binpack")
 	c := newCache(t, h100)
 	pl := newPlugin(t, testShared(c, args), args, nil)
+	// Opted in to several replicas of one GPU (the default refuses them).
+	anyGPU := map[string]string{assignment.SharingAnnotation: "Any"}
 	pod := gpuPod("p", map[string]int64{"nvidia.com/gpu": 3})
+	pod.Annotations = anyGPU
 	cs := cycle(t, pl, pod)
 	if st := pl.Filter(context.Background(), cs, pod, nodeInfo("h100")); !st.IsSuccess() {
 		t.Fatal(st)
@@ -187,6 +190,7 @@ func TestReserveCommitsFilteredPlacementAndUnreserveReleases(t *testing.T) {
 	}
 	other := newPlugin(t, pl.shared, args, nil)
 	thief := gpuPod("thief", map[string]int64{"nvidia.com/gpu": 3})
+	thief.Annotations = anyGPU
 	tcs := cycle(t, other, thief)
 	if st := other.Filter(context.Background(), tcs, thief, nodeInfo("h100")); !st.IsSuccess() {
 		t.Fatal(st)

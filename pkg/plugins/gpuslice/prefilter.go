@@ -8,13 +8,14 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/assignment"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 )
 
 // PreFilter parses the pod's GPU request once per cycle. Pods that ask for
 // no GPU are skipped: their Filter and Score do not run.
 func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
-	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: p.shared.catalog})
+	req, err := p.parseRequest(pod)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+err.Error())
 	}
@@ -38,6 +39,22 @@ func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 		return nil, fwk.NewStatus(fwk.Skip)
 	}
 	return nil, nil
+}
+
+// parseRequest is the pod's GPU request with its sharing: the pod's
+// gpuslice.io/sharing annotation, or the profile's defaultSharing.
+func (p *Plugin) parseRequest(pod *v1.Pod) (*podrequest.Request, error) {
+	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: p.shared.catalog})
+	if err != nil {
+		return nil, err
+	}
+	if req.Empty() {
+		return req, nil
+	}
+	if req.Sharing, err = assignment.Sharing(pod, podrequest.Sharing(p.args.DefaultSharing)); err != nil {
+		return nil, err
+	}
+	return req, nil
 }
 
 // mixMinShare drops workload classes under this share of the device demand

@@ -49,7 +49,7 @@ func (p *Plugin) reserveInputs(cs fwk.CycleState, pod *v1.Pod, node string) (*po
 			return s.req, j.st, nil
 		}
 	}
-	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: p.shared.catalog})
+	req, err := p.parseRequest(pod)
 	if err != nil {
 		return nil, nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+err.Error())
 	}

@@ -5,8 +5,6 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
-
-	"github.com/gpuslice/gpuslice/pkg/podrequest"
 )
 
 // gpuRequestSigner names the signature fragment of a pod's GPU request.
@@ -23,7 +21,7 @@ const gpuRequestSigner = "v1.Pod.Spec.Containers.GPURequests()"
 // the previous pick with the cycle's state and rescores it with a clone
 // (see nodeSlot.judgedIn).
 func (p *Plugin) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
-	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: p.shared.catalog})
+	req, err := p.parseRequest(pod)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.Unschedulable, err.Error())
 	}

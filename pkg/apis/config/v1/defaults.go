@@ -17,6 +17,7 @@ const (
 	DefaultHeartbeatTimeout       = 40 * time.Second
 	DefaultAllocationPolicy       = "distributed"
 	DefaultLeaseNamespace         = "gpuslice-system"
+	DefaultSharing                = "DistinctGPUs"
 )
 
 func addDefaultingFuncs(scheme *runtime.Scheme) error {
@@ -46,5 +47,8 @@ func SetDefaults_GPUSliceArgs(obj *GPUSliceArgs) {
 	}
 	if obj.LeaseNamespace == nil {
 		obj.LeaseNamespace = ptr.To(DefaultLeaseNamespace)
+	}
+	if obj.DefaultSharing == nil {
+		obj.DefaultSharing = ptr.To(DefaultSharing)
 	}
 }

@@ -34,4 +34,14 @@ type GPUSliceArgs struct {
 	// LeaseNamespace is the namespace of the exporters' Leases (default
 	// gpuslice-system).
 	LeaseNamespace *string `json:"leaseNamespace,omitempty"`
+	// DefaultSharing is how the GPU devices of a pod without the
+	// gpuslice.io/sharing annotation may be shared:
+	//   - DistinctGPUs (default): a container asking for N > 1 time-sliced
+	//     replicas is placed only where the device plugin would give it N
+	//     different GPUs (with time-slicing and no rename, nvidia.com/gpu: 2
+	//     could otherwise be two replicas of one GPU);
+	//   - Exclusive: only devices that are not time-sliced (whole GPUs, MIG
+	//     instances);
+	//   - Any: whatever the device plugin picks.
+	DefaultSharing *string `json:"defaultSharing,omitempty"`
 }

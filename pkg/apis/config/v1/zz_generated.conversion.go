@@ -71,6 +71,9 @@ func autoConvert_v1_GPUSliceArgs_To_config_GPUSliceArgs(in *GPUSliceArgs, out *c
 	if err := metav1.Convert_Pointer_string_To_string(&in.LeaseNamespace, &out.LeaseNamespace, s); err != nil {
 		return err
 	}
+	if err := metav1.Convert_Pointer_string_To_string(&in.DefaultSharing, &out.DefaultSharing, s); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -90,6 +93,9 @@ func autoConvert_config_GPUSliceArgs_To_v1_GPUSliceArgs(in *config.GPUSliceArgs,
 		return err
 	}
 	if err := metav1.Convert_string_To_Pointer_string(&in.LeaseNamespace, &out.LeaseNamespace, s); err != nil {
+		return err
+	}
+	if err := metav1.Convert_string_To_Pointer_string(&in.DefaultSharing, &out.DefaultSharing, s); err != nil {
 		return err
 	}
 	return nil

@@ -46,6 +46,11 @@ func (in *GPUSliceArgs) DeepCopyInto(out *GPUSliceArgs) {
 		*out = new(string)
 		**out = **in
 	}
+	if in.DefaultSharing != nil {
+		in, out := &in.DefaultSharing, &out.DefaultSharing
+		*out = new(string)
+		**out = **in
+	}
 	return
 }
 

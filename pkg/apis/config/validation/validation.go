@@ -10,6 +10,7 @@ import (
 var (
 	strategies = []string{config.Binpack, config.Spread, config.FragmentationAware}
 	policies   = []string{"distributed", "packed", "spread"}
+	sharings   = []string{config.SharingDistinctGPUs, config.SharingExclusive, config.SharingAny}
 )
 
 // ValidateGPUSliceArgs returns every invalid field of args.
@@ -36,6 +37,9 @@ func ValidateGPUSliceArgs(path *field.Path, args *config.GPUSliceArgs) error {
 	}
 	if !contains(policies, args.DefaultAllocationPolicy) {
 		errs = append(errs, field.NotSupported(path.Child("defaultAllocationPolicy"), args.DefaultAllocationPolicy, policies))
+	}
+	if !contains(sharings, args.DefaultSharing) {
+		errs = append(errs, field.NotSupported(path.Child("defaultSharing"), args.DefaultSharing, sharings))
 	}
 	if args.LeaseNamespace == "" {
 		errs = append(errs, field.Required(path.Child("leaseNamespace"), "namespace of the exporters' Leases"))

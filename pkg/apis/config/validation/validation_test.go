@@ -33,7 +33,7 @@ func TestDefaults(t *testing.T) {
 	a := defaulted(t)
 	if a.ScoringStrategy.Type != config.Binpack || a.ScoringStrategy.GPUWeight != 2 || a.ScoringStrategy.NodeWeight != 1 ||
 		a.ScoringStrategy.MixHalfLife != 1000 || a.HeartbeatTimeout.Duration != 40*time.Second ||
-		a.DefaultAllocationPolicy != "distributed" || a.LeaseNamespace != "gpuslice-system" {
+		a.DefaultAllocationPolicy != "distributed" || a.LeaseNamespace != "gpuslice-system" || a.DefaultSharing != config.SharingDistinctGPUs {
 		t.Fatalf("defaults %+v", a)
 	}
 	if err := ValidateGPUSliceArgs(field.NewPath("args"), a); err != nil {
@@ -54,6 +54,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{func(a *config.GPUSliceArgs) { a.HeartbeatTimeout = metav1.Duration{} }, "args.heartbeatTimeout"},
 		{func(a *config.GPUSliceArgs) { a.DefaultAllocationPolicy = "random" }, "args.defaultAllocationPolicy"},
 		{func(a *config.GPUSliceArgs) { a.LeaseNamespace = "" }, "args.leaseNamespace"},
+		{func(a *config.GPUSliceArgs) { a.DefaultSharing = "shared" }, "args.defaultSharing"},
 	}
 	for _, tc := range tests {
 		a := defaulted(t)
