@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,9 @@ func (c *Cache) SetTopology(name string, t *Topology) {
 	c.mu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if t != nil && e.topo != nil && !newerVersion(t.ResourceVersion, e.topo.ResourceVersion) {
+		return // seen already (the hint or the informer was first)
+	}
 	e.topo = t
 	e.compiled, e.compileErr = nil, nil
 	if t == nil || t.Node == nil {
@@ -129,8 +133,42 @@ func (c *Cache) SetHeartbeat(name string, renew time.Time) {
 	c.mu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.hasLease && renew.Before(e.heartbeat) {
+		return // an older renewal arriving late (see Topology.ResourceVersion)
+	}
 	e.heartbeat, e.hasLease = renew, true
 	e.setBlocked()
+}
+
+// TopologyVersion is the resource version of the node's topology, "" when
+// it has none or it was set without one.
+func (c *Cache) TopologyVersion(name string) string {
+	c.mu.RLock()
+	e := c.entry(name, false)
+	c.mu.RUnlock()
+	if e == nil {
+		return ""
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.topo == nil {
+		return ""
+	}
+	return e.topo.ResourceVersion
+}
+
+// newerVersion reports whether resource version v is newer than old. The
+// API server's resource versions are etcd revisions, so that for one
+// object a later write has a larger number (the scheduler's assume cache
+// compares them the same way); an empty or non-numeric version counts as
+// newer, so that callers without versions always apply.
+func newerVersion(v, old string) bool {
+	n, err1 := strconv.ParseUint(v, 10, 64)
+	o, err2 := strconv.ParseUint(old, 10, 64)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return n > o
 }
 
 // RemoveHeartbeat forgets the node's Lease.

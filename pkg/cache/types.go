@@ -41,6 +41,11 @@ type Topology struct {
 	Message string
 	// Allocations are the devices the kubelet reports per pod.
 	Allocations map[types.UID][]allocator.ResourceDevices
+	// ResourceVersion is the GPUNode's; empty when unknown. The cache is fed
+	// from two places (the plugin's informer, and the queueing hints with
+	// the object of the event that woke a pod), so a version it has already
+	// applied, or an older one, is ignored.
+	ResourceVersion string
 }
 
 // Freshness says whether a node may take GPU pods now.

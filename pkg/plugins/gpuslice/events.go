@@ -52,6 +52,10 @@ func (p *Plugin) hintGPUNode(logger klog.Logger, pod *v1.Pod, oldObj, newObj any
 	if err != nil {
 		return fwk.Queue, err
 	}
+	// The cache may not have seen this version yet (its own informer runs
+	// apart from the framework's): give it now, so that a pod queued here
+	// is not retried against the old topology.
+	p.shared.observeGPUNode(newGN)
 	if newGN.Spec.State != gpusliceapi.StateReady {
 		return fwk.QueueSkip, nil
 	}
@@ -94,6 +98,9 @@ func (p *Plugin) hintLease(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Qu
 	if newL.Namespace != p.args.LeaseNamespace {
 		return fwk.QueueSkip, nil
 	}
+	// As for GPUNodes: the cache sees the renewal before the pod is retried
+	// (it keeps the newest renewal it has seen).
+	p.shared.cache.SetHeartbeat(newL.Name, renewTime(newL))
 	oldL, err := asLease(oldObj)
 	if err != nil {
 		return fwk.Queue, err
@@ -110,10 +117,14 @@ func (p *Plugin) hintLease(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Qu
 // hintPodDeleted queues the pod when a deleted pod held a GPU resource it
 // asks for.
 func (p *Plugin) hintPodDeleted(_ klog.Logger, pod *v1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
-	deleted, ok := oldObj.(*v1.Pod)
+	deleted, ok := unwrap(oldObj).(*v1.Pod)
 	if !ok {
 		return fwk.Queue, fmt.Errorf("expected *v1.Pod, got %T", oldObj)
 	}
+	// The cache's pod handler and this hint run on separate listeners of
+	// the pod informer: release the pod's devices now (idempotent), so that
+	// a pod queued here sees them free.
+	p.shared.cache.RemovePod(deleted.UID)
 	want, had := p.request(pod), p.request(deleted)
 	if want.Empty() || had.Empty() {
 		return fwk.QueueSkip, nil

@@ -207,6 +207,17 @@ func (s *Shared) onGPUNode(obj any) {
 	if !ok {
 		return
 	}
+	s.observeGPUNode(gn)
+}
+
+// observeGPUNode feeds a GPUNode to the cache unless the cache has that
+// version already. Both the plugin's informer and the queueing hints call
+// it: a pod a hint queues is retried against a cache that has seen the
+// event that woke it, whichever informer delivers first.
+func (s *Shared) observeGPUNode(gn *gpusliceapi.GPUNode) {
+	if gn.ResourceVersion != "" && s.cache.TopologyVersion(gn.Name) == gn.ResourceVersion {
+		return // the common case for the hints: no conversion
+	}
 	s.cache.SetTopology(gn.Name, topologyOf(gn))
 }
 
@@ -244,7 +255,7 @@ func renewTime(l *coordinationv1.Lease) time.Time {
 // topologyOf converts a published GPUNode for the cache. Validation happens
 // when the cache compiles it, so a corrupted object is reported by name.
 func topologyOf(gn *gpusliceapi.GPUNode) *cache.Topology {
-	t := &cache.Topology{Node: gn.Spec.Topology(), State: string(gn.Spec.State), Message: gn.Spec.Message}
+	t := &cache.Topology{Node: gn.Spec.Topology(), State: string(gn.Spec.State), Message: gn.Spec.Message, ResourceVersion: gn.ResourceVersion}
 	// The object is named after its node; a spec naming another node is
 	// corrupt, and the cache reports it as such.
 	if t.Node.Name == "" {
