@@ -75,14 +75,15 @@ func (o *Options) defaults() {
 
 // Agent is the exporter's control loop for one node.
 type Agent struct {
-	opts    Options
-	core    rest.Interface
-	gpus    GPUSource
-	allocs  AllocationSource
-	config  func() (*dpconfig.Config, error)
-	metrics *Metrics
-	pub     publisher
-	beat    heartbeat
+	opts     Options
+	core     rest.Interface
+	gpuSlice rest.Interface
+	gpus     GPUSource
+	allocs   AllocationSource
+	config   func() (*dpconfig.Config, error)
+	metrics  *Metrics
+	pub      publisher
+	beat     heartbeat
 
 	trigger chan struct{}
 
@@ -112,7 +113,7 @@ func New(opts Options, clients Clients, gpus GPUSource, allocs AllocationSource,
 		m = NewMetrics()
 	}
 	return &Agent{
-		opts: opts, core: clients.Core, gpus: gpus, allocs: allocs, config: config, metrics: m,
+		opts: opts, core: clients.Core, gpuSlice: clients.GPUSlice, gpus: gpus, allocs: allocs, config: config, metrics: m,
 		pub:       newPublisher(clients.GPUSlice, opts.NodeName),
 		beat:      newHeartbeat(clients.Coordination, opts.LeaseNamespace, opts.NodeName, opts.LeaseDuration),
 		trigger:   make(chan struct{}, 1),
@@ -132,19 +133,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("node", a.opts.NodeName)
 	ctx = klog.NewContext(ctx, logger)
 
-	// Two informers of metadata: the pods bound to this node (their UIDs,
-	// which PodResources does not report) and the node (its MIG manager
-	// label, its UID as the GPUNode's owner).
-	newInformer := func(resource, field string) (toolscache.SharedIndexInformer, error) {
-		lw := metadataListWatch(a.core, resource, fields.OneTermEqualSelector(field, a.opts.NodeName).String())
+	// Three informers of metadata: the pods bound to this node (their UIDs,
+	// which PodResources does not report), the node (its MIG manager
+	// label, its UID as the GPUNode's owner) and the node's own GPUNode
+	// (its resource version: a deletion or an edit by anyone else is
+	// repaired at once).
+	newInformer := func(client rest.Interface, resource, field string) (toolscache.SharedIndexInformer, error) {
+		lw := metadataListWatch(client, resource, fields.OneTermEqualSelector(field, a.opts.NodeName).String())
 		inf := toolscache.NewSharedIndexInformer(lw, &metav1.PartialObjectMetadata{}, 0, toolscache.Indexers{})
 		return inf, inf.SetTransform(keepIdentity)
 	}
-	pods, err := newInformer("pods", "spec.nodeName")
+	pods, err := newInformer(a.core, "pods", "spec.nodeName")
 	if err != nil {
 		return err
 	}
-	nodes, err := newInformer("nodes", "metadata.name")
+	nodes, err := newInformer(a.core, "nodes", "metadata.name")
+	if err != nil {
+		return err
+	}
+	gpuNodes, err := newInformer(a.gpuSlice, "gpunodes", "metadata.name")
 	if err != nil {
 		return err
 	}
@@ -157,11 +164,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	if _, err := nodes.AddEventHandler(poke); err != nil {
 		return err
 	}
+	if _, err := gpuNodes.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    a.gpuNodeSeen,
+		UpdateFunc: func(_, newObj any) { a.gpuNodeSeen(newObj) },
+		DeleteFunc: func(any) { a.gpuNodeSeen(nil) },
+	}); err != nil {
+		return err
+	}
 	// The pod informer has no handler: its store maps PodResources names to UIDs.
 	var informers sync.WaitGroup
 	defer informers.Wait()
 	informers.Go(func() { pods.RunWithContext(ctx) })
 	informers.Go(func() { nodes.RunWithContext(ctx) })
+	informers.Go(func() { gpuNodes.RunWithContext(ctx) })
 	if !toolscache.WaitFor(ctx, "" /* no logging */, pods.HasSyncedChecker()) {
 		return fmt.Errorf("informer for the pods of node %s did not sync", a.opts.NodeName)
 	}
@@ -184,6 +199,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-a.trigger:
 		case <-resync.C:
+			if !gpuNodes.HasSynced() {
+				// Not watching the live object (yet): compare with it.
+				a.pub.forget()
+			}
 		}
 		if err := a.Sync(ctx); err != nil {
 			logger.Error(err, "Sync failed")
@@ -193,6 +212,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-time.After(a.opts.MinWriteInterval):
 		}
+	}
+}
+
+// gpuNodeSeen is called with each version of this node's GPUNode the watch
+// delivers, nil for a deletion. Anything but the version the publisher last
+// wrote or read triggers a sync against the live object.
+func (a *Agent) gpuNodeSeen(obj any) {
+	rv := ""
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		rv = m.ResourceVersion
+	}
+	if a.pub.observed(rv) {
+		a.poke()
 	}
 }
 
