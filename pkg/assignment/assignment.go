@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
@@ -40,11 +41,36 @@ func Sharing(pod *v1.Pod, def podrequest.Sharing) (podrequest.Sharing, error) {
 	return s, nil
 }
 
+// Source says what an assignment's device IDs are.
+type Source string
+
+const (
+	// Predicted: the scheduler's prediction of the device plugin's pick,
+	// written when the pod is bound, before the kubelet allocates. Among
+	// equal devices (two idle MIG instances of a profile, two equally busy
+	// GPUs) the kubelet may pick another one, an equal twin: a prediction
+	// tells which resources and how many, not which devices the pod holds,
+	// and two pods' predictions may name one device.
+	Predicted Source = "predicted"
+	// Kubelet: the devices the kubelet gave the pod, as its node's exporter
+	// read them back (PodResources API). The scheduler rewrites a predicted
+	// assignment with them once the exporter reports the pod; no device is
+	// in two live pods' kubelet assignments.
+	Kubelet Source = "kubelet"
+)
+
 // Assignment is the annotation's content.
 type Assignment struct {
+	// Source is predicted or kubelet; an annotation without it (written by
+	// an older gpuslice) is a prediction.
+	Source     Source      `json:"source"`
 	Node       string      `json:"node"`
 	Containers []Container `json:"containers"`
 }
+
+// Held reports whether the assignment names the devices the pod holds
+// (read back from the kubelet) rather than a prediction.
+func (a *Assignment) Held() bool { return a != nil && a.Source == Kubelet }
 
 // Container is one container's devices.
 type Container struct {
@@ -58,9 +84,19 @@ type Devices struct {
 	DeviceIDs []string `json:"deviceIDs"`
 }
 
-// FromPlacement converts an allocator placement.
+// FromPlacement converts an allocator placement: a prediction.
 func FromPlacement(p *allocator.Placement) *Assignment {
-	a := &Assignment{Node: p.Node, Containers: make([]Container, 0, len(p.Containers))}
+	return fromPlacement(p, Predicted)
+}
+
+// Observed converts the devices the kubelet gave a pod on a node, per
+// container in allocation order, as the exporter reports them.
+func Observed(p *allocator.Placement) *Assignment {
+	return fromPlacement(p, Kubelet)
+}
+
+func fromPlacement(p *allocator.Placement, src Source) *Assignment {
+	a := &Assignment{Source: src, Node: p.Node, Containers: make([]Container, 0, len(p.Containers))}
 	for _, c := range p.Containers {
 		ac := Container{Name: c.Name}
 		for _, rd := range c.Devices {
@@ -99,6 +135,13 @@ func Decode(value string) (*Assignment, error) {
 	if a.Node == "" {
 		return nil, fmt.Errorf("annotation %s: no node", Annotation)
 	}
+	switch a.Source {
+	case "":
+		a.Source = Predicted
+	case Predicted, Kubelet:
+	default:
+		return nil, fmt.Errorf("annotation %s: unknown source %q (want %s or %s)", Annotation, a.Source, Predicted, Kubelet)
+	}
 	for _, c := range a.Containers {
 		for _, d := range c.Devices {
 			if d.Resource == "" || len(d.DeviceIDs) == 0 {
@@ -127,4 +170,15 @@ func (a *Assignment) Patch() ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{Annotation: v}}})
+}
+
+// PatchFor is Patch with a precondition: the API server refuses it (a
+// conflict) unless the pod's UID is uid, so that it never lands on a
+// namesake created since.
+func (a *Assignment) PatchFor(uid types.UID) ([]byte, error) {
+	v, err := a.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]any{"metadata": map[string]any{"uid": uid, "annotations": map[string]string{Annotation: v}}})
 }

@@ -23,6 +23,9 @@ type PodView struct {
 	// (fake) kubelet actually handed out; Reported those the node's exporter
 	// published for the pod.
 	Assigned, Given, Reported []allocator.ResourceDevices
+	// AssignedHeld: the annotation says Assigned are the kubelet's devices
+	// (source "kubelet"), not a prediction.
+	AssignedHeld bool
 	// Failed is the kubelet's admission error, if it rejected the pod.
 	Failed string
 	// OnlyNode restricts the pod to one node (a hostname node selector).
@@ -47,9 +50,13 @@ type NodeView struct {
 //     resources and counts (equal devices may differ: the pick among equals is
 //     arbitrary); when the exporter reported the pod, it reported the
 //     kubelet's pick;
+//   - an annotation that claims the kubelet's devices (source "kubelet") names
+//     exactly what the kubelet gave, so no device is in two live pods'
+//     claimed holdings;
 //   - no pending pod fits on a usable node, given what the kubelet holds.
 func Check(nodes map[string]NodeView, pods []PodView) []string {
 	var problems []string
+	heldBy := map[string]string{}
 	add := func(f string, a ...any) { problems = append(problems, fmt.Sprintf(f, a...)) }
 	cat := topology.NewCatalog()
 	assigned := map[string]*allocator.State{}
@@ -99,6 +106,17 @@ func Check(nodes map[string]NodeView, pods []PodView) []string {
 		}
 		if err := given[p.Node].Apply(p.Given); err != nil {
 			add("pod %s: kubelet's devices: %v", p.Name, err)
+		}
+		if p.AssignedHeld {
+			if fmt.Sprint(sorted(p.Assigned)) != fmt.Sprint(sorted(p.Given)) {
+				add("pod %s: annotation claims the kubelet gave %v, it gave %v", p.Name, p.Assigned, p.Given)
+			}
+			for _, id := range sorted(p.Assigned) {
+				if other, dup := heldBy[p.Node+"/"+id]; dup {
+					add("device %s on %s claimed as held by live pods %s and %s", id, p.Node, other, p.Name)
+				}
+				heldBy[p.Node+"/"+id] = p.Name
+			}
 		}
 		if counts(p.Given) != counts(p.Assigned) {
 			add("pod %s: kubelet gave %s, scheduler assigned %s", p.Name, counts(p.Given), counts(p.Assigned))

@@ -78,6 +78,21 @@ func TestCheckerCatchesDoubleBooking(t *testing.T) {
 	if p := Check(nodes, wrongCount); len(p) == 0 {
 		t.Fatal("an assignment smaller than the request not caught")
 	}
+	// An annotation claiming the kubelet's devices must be them.
+	truthful := []PodView{
+		{Name: "a", Node: "n", Request: one(res, 1), Assigned: devs(res, ids[1]), AssignedHeld: true, Given: devs(res, ids[1])},
+		{Name: "b", Node: "n", Request: one(res, 1), Assigned: devs(res, ids[0]), Given: devs(res, ids[0])}, // a prediction
+	}
+	if p := Check(nodes, truthful); len(p) != 0 {
+		t.Fatalf("truthful annotations reported: %v", p)
+	}
+	lying := []PodView{
+		{Name: "a", Node: "n", Request: one(res, 1), Assigned: devs(res, ids[0]), AssignedHeld: true, Given: devs(res, ids[1])},
+		{Name: "b", Node: "n", Request: one(res, 1), Assigned: devs(res, ids[0]), AssignedHeld: true, Given: devs(res, ids[0])},
+	}
+	if p := Check(nodes, lying); !strings.Contains(strings.Join(p, "\n"), "annotation claims the kubelet gave") || !strings.Contains(strings.Join(p, "\n"), "claimed as held by live pods a and b") {
+		t.Fatalf("an annotation claiming devices the kubelet did not give not caught: %v", p)
+	}
 	rejected := []PodView{{Name: "e", Node: "n", Request: one(res, 1), Failed: "Allocate failed"}}
 	if p := Check(nodes, rejected); len(p) == 0 {
 		t.Fatal("a kubelet admission failure not caught")

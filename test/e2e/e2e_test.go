@@ -208,7 +208,7 @@ func (e *env) check(phase string) {
 			v.Failed = p.Status.Message
 		}
 		if a, err := assignment.FromPod(p); err == nil && a != nil {
-			v.Assigned = a.Placement().Devices()
+			v.Assigned, v.AssignedHeld = a.Placement().Devices(), a.Held()
 		}
 		if sn := e.nodes[p.Spec.NodeName]; sn != nil {
 			if cds, ok := sn.Kubelet.Devices(p.UID); ok {

@@ -42,6 +42,9 @@ type Shared struct {
 	synced  []toolscache.InformerSynced
 	// memos are the profiles' memos, told when a node's GPUNode goes away.
 	memos []*memo
+	// truth rewrites predicted assignments with the kubelet's devices (nil
+	// offline and in unit tests).
+	truth *truthWriter
 }
 
 // addMemo registers a profile's memo.
@@ -130,8 +133,10 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 	if err != nil {
 		return fmt.Errorf("Lease handler: %w", err)
 	}
+	s.truth = newTruthWriter(h.ClientSet(), h.SharedInformerFactory().Core().V1().Pods().Lister(), gpuFactory.Gpuslice().V1alpha1().GPUNodes().Lister())
 	gpuFactory.Start(ctx.Done())
 	leaseFactory.Start(ctx.Done())
+	go s.truth.run(ctx)
 	s.synced = []toolscache.InformerSynced{podReg.HasSynced, gpuReg.HasSynced, leaseReg.HasSynced}
 	logger.Info("GPUSlice shared state initialised", "leaseNamespace", args.LeaseNamespace, "heartbeatTimeout", args.HeartbeatTimeout.Duration)
 	return nil
@@ -185,6 +190,9 @@ func (s *Shared) onPod(logger klog.Logger, obj any) {
 		u.Assignment = a.Placement()
 	}
 	s.cache.UpsertPod(u)
+	if s.truth != nil {
+		s.truth.podChanged(pod)
+	}
 }
 
 func (s *Shared) onPodDelete(obj any) {
@@ -208,6 +216,9 @@ func (s *Shared) onGPUNode(obj any) {
 		return
 	}
 	s.observeGPUNode(gn)
+	if s.truth != nil {
+		s.truth.gpuNodeChanged(gn)
+	}
 }
 
 // observeGPUNode feeds a GPUNode to the cache unless the cache has that
