@@ -21,8 +21,12 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
-// MIGConfigStateLabel is set by NVIDIA's MIG manager while it applies a layout.
+// MIGConfigStateLabel is set by NVIDIA's MIG manager while it applies a
+// layout: pending, rebooting, success or failed.
 const MIGConfigStateLabel = "nvidia.com/mig.config.state"
+
+// MIGConfigLabel names the layout the MIG manager is asked to apply.
+const MIGConfigLabel = "nvidia.com/mig.config"
 
 // GPUSource reads the GPUs (the nvml package's Reader).
 type GPUSource interface {
@@ -340,6 +344,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	node := a.node()
 	if node != nil {
 		in.MIGConfigState = node.Labels[MIGConfigStateLabel]
+		in.MIGConfig = node.Labels[MIGConfigLabel]
 	}
 	spec := Desired(a.opts.Catalog, in)
 	wrote, err := a.pub.publish(ctx, spec, node)

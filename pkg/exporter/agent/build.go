@@ -26,11 +26,17 @@ type Inputs struct {
 	// MIGConfigState is the node label nvidia.com/mig.config.state ("" when
 	// absent: no MIG manager).
 	MIGConfigState string
+	// MIGConfig is the node label nvidia.com/mig.config: the layout asked
+	// of the MIG manager ("" when absent).
+	MIGConfig string
 	// Allocations are what the kubelet reports; nil with AllocationsErr when
 	// the PodResources API could not be read.
 	Allocations    []gpusliceapi.PodAllocation
 	AllocationsErr error
 }
+
+// migConfigFailed is the MIG manager's state label value after a failed run.
+const migConfigFailed = "failed"
 
 // Desired builds the GPUNode spec to publish. Problems do not fail the
 // build: they make the node Degraded (or Reconfiguring) with a message that
@@ -73,6 +79,12 @@ func Desired(cat *topology.Catalog, in Inputs) gpusliceapi.GPUNodeSpec {
 		}
 	}
 	switch {
+	case in.MIGConfigState == migConfigFailed:
+		// Not reconfiguring: the MIG manager gave up and will not retry
+		// until the label changes. The layout may be half-applied.
+		spec.State = gpusliceapi.StateDegraded
+		spec.Message = fmt.Sprintf("MIG reconfiguration failed (%s=failed, %s=%q); the MIG manager does not retry: read its logs (a MIG instance still in use makes the change fail), free the GPUs, then change %s (setting the same value again does nothing) to retry",
+			MIGConfigStateLabel, MIGConfigLabel, in.MIGConfig, MIGConfigLabel)
 	case in.MIGConfigState != "" && in.MIGConfigState != "success":
 		spec.State = gpusliceapi.StateReconfiguring
 		spec.Message = fmt.Sprintf("MIG manager: nvidia.com/mig.config.state=%s", in.MIGConfigState)

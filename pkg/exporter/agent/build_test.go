@@ -72,6 +72,12 @@ func TestDesiredStates(t *testing.T) {
 			gpusliceapi.StateDegraded, "kubelet PodResources: dial unix"},
 		{"MIG manager applying", Inputs{Snapshot: a100Snapshot(), Config: mixed(), MIGConfigState: "pending"},
 			gpusliceapi.StateReconfiguring, "nvidia.com/mig.config.state=pending"},
+		// A failed run is not a reconfiguration in progress: nothing will
+		// change until someone acts, and the message says what to do.
+		{"MIG manager failed", Inputs{Snapshot: a100Snapshot(), Config: mixed(), MIGConfigState: "failed"},
+			gpusliceapi.StateDegraded, "MIG reconfiguration failed (nvidia.com/mig.config.state=failed"},
+		{"MIG manager failed, what to do", Inputs{Snapshot: a100Snapshot(), Config: mixed(), MIGConfigState: "failed", MIGConfig: "all-1g.5gb"},
+			gpusliceapi.StateDegraded, `nvidia.com/mig.config="all-1g.5gb"); the MIG manager does not retry: read its logs (a MIG instance still in use makes the change fail), free the GPUs, then change nvidia.com/mig.config`},
 		{"unknown product with MIG", Inputs{Snapshot: &nvml.Snapshot{GPUs: []nvml.GPU{{UUID: "GPU-x", Name: "NVIDIA Z9000", MIGEnabled: true, MIGPending: true}}}, Config: mixed()},
 			gpusliceapi.StateDegraded, `MIG enabled on "NVIDIA Z9000", which has no MIG catalog entry`},
 		{"unknown profile ID", Inputs{Snapshot: &nvml.Snapshot{GPUs: []nvml.GPU{{UUID: "GPU-x", Name: "NVIDIA A100-SXM4-40GB", MIGEnabled: true, MIGPending: true,
