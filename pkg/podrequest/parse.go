@@ -183,19 +183,25 @@ func effective(containers []Container) []ResourceCount {
 }
 
 // String lists the effective request as "name=count" pairs sorted by name,
-// e.g. "nvidia.com/gpu=1,nvidia.com/mig-1g.5gb=2", followed by
-// ";sharing=<Sharing>" unless that is Any; "" when empty.
+// e.g. "nvidia.com/gpu=1,nvidia.com/mig-1g.5gb=2"; "" when empty. (Key
+// adds the sharing.)
 func (r *Request) String() string {
 	if r == nil {
 		return ""
 	}
 	var b strings.Builder
 	WriteCounts(&b, r.Effective)
-	if len(r.Effective) > 0 && r.Sharing != "" && r.Sharing != SharingAny {
-		b.WriteString(";sharing=")
-		b.WriteString(string(r.Sharing))
-	}
 	return b.String()
+}
+
+// Key is String followed by ";sharing=<Sharing>" unless the sharing is Any:
+// two requests with equal keys are judged alike on every node.
+func (r *Request) Key() string {
+	s := r.String()
+	if s != "" && r.Sharing != "" && r.Sharing != SharingAny {
+		s += ";sharing=" + string(r.Sharing)
+	}
+	return s
 }
 
 // WriteCounts writes counts as "name=count" pairs, comma-separated, in

@@ -138,3 +138,17 @@ func TestParseDoesNotModifyPod(t *testing.T) {
 		t.Errorf("Parse modified the pod")
 	}
 }
+
+func TestKeyAddsSharing(t *testing.T) {
+	r := &Request{Effective: []ResourceCount{{Name: "nvidia.com/gpu", Count: 2}}}
+	if r.Key() != "nvidia.com/gpu=2" {
+		t.Fatalf("key %q", r.Key())
+	}
+	r.Sharing = SharingExclusive
+	if r.Key() != "nvidia.com/gpu=2;sharing=Exclusive" || r.String() != "nvidia.com/gpu=2" {
+		t.Fatalf("key %q string %q", r.Key(), r.String())
+	}
+	if (&Request{Sharing: SharingExclusive}).Key() != "" {
+		t.Fatal("an empty request has a key")
+	}
+}

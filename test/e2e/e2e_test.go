@@ -203,6 +203,13 @@ func (e *env) check(phase string) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
+		// A pending pod is judged by gpuslice's rule: its sharing (default
+		// DistinctGPUs).
+		if !req.Empty() && p.Spec.SchedulerName != "default-scheduler" {
+			if req.Sharing, err = assignment.Sharing(p, podrequest.SharingDistinct); err != nil {
+				e.t.Fatal(err)
+			}
+		}
 		v := PodView{Name: p.Name, Node: p.Spec.NodeName, Request: req, OnlyNode: p.Spec.NodeSelector["kubernetes.io/hostname"]}
 		if p.Status.Phase == corev1.PodFailed {
 			v.Failed = p.Status.Message

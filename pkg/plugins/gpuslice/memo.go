@@ -150,13 +150,14 @@ func (sl *nodeSlot) judgedIn(s *cycleState) (judged, bool) {
 }
 
 // requestKey identifies a request for the memo: everything Check and the
-// binpack and spread scores read of it, that is the effective counts and,
-// per container (for the device plugin's failRequestsGreaterThanOne rule),
-// its kind and counts. Container names only appear in rejection reasons,
+// binpack and spread scores read of it, that is the effective counts, the
+// sharing and, per container (for the device plugin's
+// failRequestsGreaterThanOne rule and the distinct-devices rule), its kind
+// and counts. Container names only appear in rejection reasons,
 // which are not memoised.
 func requestKey(req *podrequest.Request) string {
 	var b strings.Builder
-	b.WriteString(req.String())
+	b.WriteString(req.Key())
 	for _, c := range req.Containers {
 		b.WriteByte('|')
 		if c.Init {

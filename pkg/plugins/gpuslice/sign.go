@@ -25,5 +25,5 @@ func (p *Plugin) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *f
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.Unschedulable, err.Error())
 	}
-	return []fwk.SignFragment{{Key: gpuRequestSigner, Value: req.String()}}, nil
+	return []fwk.SignFragment{{Key: gpuRequestSigner, Value: req.Key()}}, nil
 }

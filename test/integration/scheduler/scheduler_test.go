@@ -53,7 +53,7 @@ func workload() []podSpec {
 	add(9, "mig3g", map[string]int64{"nvidia.com/mig-3g.20gb": 1})
 	add(1, "mig7g", map[string]int64{"nvidia.com/mig-7g.40gb": 1})
 	add(12, "ts1", map[string]int64{"nvidia.com/gpu": 1})
-	add(2, "ts2", map[string]int64{"nvidia.com/gpu": 2})
+	add(2, "ts2", map[string]int64{"nvidia.com/gpu": 2}) // opted in to one GPU's replicas (makePod)
 	add(3, "ts1x", map[string]int64{"nvidia.com/gpu": 1})
 	add(4, "cpu", nil)
 	rand.New(rand.NewSource(1)).Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
@@ -65,8 +65,14 @@ func makePod(p podSpec) *corev1.Pod {
 	for r, n := range p.resources {
 		limits[corev1.ResourceName(r)] = *resource.NewQuantity(n, resource.DecimalSI)
 	}
+	var annotations map[string]string
+	if p.resources["nvidia.com/gpu"] > 1 {
+		// The packed h100 nodes would give two replicas of one GPU, which
+		// gpuslice refuses by default; these pods accept it.
+		annotations = map[string]string{assignment.SharingAnnotation: "Any"}
+	}
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: ns, Annotations: annotations},
 		Spec: corev1.PodSpec{
 			SchedulerName: "gpuslice-binpack",
 			Containers:    []corev1.Container{{Name: "main", Image: "registry.k8s.io/pause:3.10", Resources: corev1.ResourceRequirements{Limits: limits, Requests: limits}}},
@@ -238,6 +244,11 @@ func checkInvariants(t *testing.T, ctx context.Context, kube kubernetes.Interfac
 		p := &list.Items[i]
 		req, err := podrequest.Parse(p, podrequest.Options{})
 		if err != nil {
+			t.Fatalf("pod %s: %v", p.Name, err)
+		}
+		// Judge a pending pod by gpuslice's rule (its sharing, default
+		// DistinctGPUs).
+		if req.Sharing, err = assignment.Sharing(p, podrequest.SharingDistinct); err != nil {
 			t.Fatalf("pod %s: %v", p.Name, err)
 		}
 		if p.Spec.NodeName == "" {
