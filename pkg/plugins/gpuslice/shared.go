@@ -45,6 +45,9 @@ type Shared struct {
 	// truth rewrites predicted assignments with the kubelet's devices (nil
 	// offline and in unit tests).
 	truth *truthWriter
+	// badAnnotations maps the UID of a pod whose assignment annotation was
+	// ignored to the value ignored, so that each bad value is logged once.
+	badAnnotations sync.Map
 }
 
 // addMemo registers a profile's memo.
@@ -185,9 +188,12 @@ func (s *Shared) onPod(logger klog.Logger, obj any) {
 		Terminated: pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed,
 	}
 	if a, err := assignment.FromPod(pod); err != nil {
-		logger.Info("Ignoring malformed assignment annotation", "pod", klog.KObj(pod), "err", err)
-	} else if a != nil {
-		u.Assignment = a.Placement()
+		s.logBadAnnotation(logger, pod, err)
+	} else {
+		s.badAnnotations.Delete(pod.UID)
+		if a != nil {
+			u.Assignment = a.Placement()
+		}
 	}
 	s.cache.UpsertPod(u)
 	if s.truth != nil {
@@ -198,7 +204,24 @@ func (s *Shared) onPod(logger klog.Logger, obj any) {
 func (s *Shared) onPodDelete(obj any) {
 	if pod, ok := unwrap(obj).(*v1.Pod); ok {
 		s.cache.RemovePod(pod.UID)
+		s.badAnnotations.Delete(pod.UID)
 	}
+}
+
+// logBadAnnotation says, once per pod and value, that a pod's assignment
+// annotation is ignored, what it held and why: the cache then predicts the
+// pod's devices from its request, as for a pod of another scheduler.
+func (s *Shared) logBadAnnotation(logger klog.Logger, pod *v1.Pod, err error) {
+	value := pod.Annotations[assignment.Annotation]
+	if prev, seen := s.badAnnotations.Swap(pod.UID, value); seen && prev == value {
+		return
+	}
+	const limit = 256
+	if len(value) > limit {
+		value = value[:limit] + "..."
+	}
+	logger.Info("Ignoring the pod's "+assignment.Annotation+" annotation; its devices are predicted from its request instead",
+		"pod", klog.KObj(pod), "node", pod.Spec.NodeName, "value", value, "err", err)
 }
 
 // unwrap returns the object of a delete event, unwrapping the tombstone an
