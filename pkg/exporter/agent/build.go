@@ -97,6 +97,9 @@ func Desired(cat *topology.Catalog, in Inputs) gpusliceapi.GPUNodeSpec {
 	default:
 		spec.State = gpusliceapi.StateReady
 	}
+	// One line: errors from YAML parsers, NVML or gRPC may span several,
+	// and the message is shown in kubectl and in the scheduler's reasons.
+	spec.Message = strings.Join(strings.Fields(spec.Message), " ")
 	return spec
 }
 
@@ -151,34 +154,7 @@ func profileByID(m *topology.Model, id int) *topology.Profile {
 }
 
 // Summarize counts a node's advertised and allocated devices for the
-// GPUNode's printer columns.
+// GPUNode's printer columns (gpusliceapi.Summarize).
 func Summarize(node *topology.Node, allocs []gpusliceapi.PodAllocation) gpusliceapi.Summary {
-	s := gpusliceapi.Summary{GPUs: int32(len(node.GPUs))}
-	caps, err := node.Capacity()
-	if err != nil {
-		return s
-	}
-	total := int64(0)
-	for _, n := range caps {
-		total += n
-	}
-	used := map[string]bool{}
-	for _, pa := range allocs {
-		for _, c := range pa.Containers {
-			for _, d := range c.Devices {
-				if _, ours := caps[d.Resource]; !ours {
-					continue
-				}
-				for _, id := range d.DeviceIDs {
-					used[d.Resource+"/"+id] = true
-				}
-			}
-		}
-	}
-	free := total - int64(len(used))
-	if free < 0 {
-		free = 0
-	}
-	s.Slices = fmt.Sprintf("%d/%d", free, total)
-	return s
+	return gpusliceapi.Summarize(node, allocs)
 }

@@ -78,6 +78,8 @@ func TestDesiredStates(t *testing.T) {
 			gpusliceapi.StateDegraded, "MIG reconfiguration failed (nvidia.com/mig.config.state=failed"},
 		{"MIG manager failed, what to do", Inputs{Snapshot: a100Snapshot(), Config: mixed(), MIGConfigState: "failed", MIGConfig: "all-1g.5gb"},
 			gpusliceapi.StateDegraded, `nvidia.com/mig.config="all-1g.5gb"); the MIG manager does not retry: read its logs (a MIG instance still in use makes the change fail), free the GPUs, then change nvidia.com/mig.config`},
+		{"multi-line error on one line", Inputs{Snapshot: a100Snapshot(), ConfigErr: errors.New("config.yaml: yaml: line 3:\n\tmapping values are not allowed\n")},
+			gpusliceapi.StateDegraded, "device-plugin config: config.yaml: yaml: line 3: mapping values are not allowed"},
 		{"unknown product with MIG", Inputs{Snapshot: &nvml.Snapshot{GPUs: []nvml.GPU{{UUID: "GPU-x", Name: "NVIDIA Z9000", MIGEnabled: true, MIGPending: true}}}, Config: mixed()},
 			gpusliceapi.StateDegraded, `MIG enabled on "NVIDIA Z9000", which has no MIG catalog entry`},
 		{"unknown profile ID", Inputs{Snapshot: &nvml.Snapshot{GPUs: []nvml.GPU{{UUID: "GPU-x", Name: "NVIDIA A100-SXM4-40GB", MIGEnabled: true, MIGPending: true,
@@ -90,6 +92,9 @@ func TestDesiredStates(t *testing.T) {
 			spec := Desired(cat, tc.in)
 			if spec.State != tc.state || !strings.Contains(spec.Message, tc.msg) {
 				t.Fatalf("state %s message %q; want %s containing %q", spec.State, spec.Message, tc.state, tc.msg)
+			}
+			if strings.ContainsAny(spec.Message, "\n\r") {
+				t.Fatalf("message on several lines: %q", spec.Message)
 			}
 		})
 	}

@@ -50,8 +50,7 @@ func TestGPUNodeCRD(t *testing.T) {
 		MIG: []string{"1g.5gb", "1g.5gb", "2g.10gb", "3g.20gb"}, Replicas: 4, RenameByDefault: true,
 	})
 	spec := gpuslicev1alpha1.SpecFromTopology(topo)
-	spec.State = gpuslicev1alpha1.StateReady
-	spec.Summary = gpuslicev1alpha1.Summary{GPUs: 2, Slices: "32/32"}
+	spec.State = gpuslicev1alpha1.StateReady // SpecFromTopology filled the summary: 2 GPUs, mixed, 32/32
 	spec.Allocations = []gpuslicev1alpha1.PodAllocation{{
 		PodUID: "0b6c5f1e-0000-4000-8000-000000000001", Namespace: "default", Name: "trainer",
 		Containers: []gpuslicev1alpha1.ContainerAllocation{{
@@ -183,6 +182,8 @@ func TestGPUNodeCRD(t *testing.T) {
 			{"instance size 0", func(s *gpuslicev1alpha1.GPUNodeSpec) { s.GPUs[0].Instances[1].Size = 0 }, "spec.gpus[0].instances[1].size"},
 			{"state bogus", func(s *gpuslicev1alpha1.GPUNodeSpec) { s.State = "Bogus" }, "spec.state"},
 			{"replicas 0", func(s *gpuslicev1alpha1.GPUNodeSpec) { s.TimeSlicing.Resources[0].Replicas = 0 }, "spec.timeSlicing.resources[0].replicas"},
+			{"memory negative", func(s *gpuslicev1alpha1.GPUNodeSpec) { s.GPUs[1].MemoryMiB = -1 }, "spec.gpus[1].memoryMiB"},
+			{"GPU count negative", func(s *gpuslicev1alpha1.GPUNodeSpec) { s.Summary.GPUs = -2 }, "spec.summary.gpus"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				bad := want.DeepCopy()

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"fmt"
+
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
@@ -34,8 +36,10 @@ func (s *GPUNodeSpec) Topology() *topology.Node {
 	return n
 }
 
-// SpecFromTopology builds the published spec of a model node (allocations,
-// state and summary are left to the caller).
+// SpecFromTopology builds the published spec of a model node, its summary
+// counted without allocations (allocations and state are left to the
+// caller, who summarizes again with the allocations), so that the printer
+// columns are filled whoever writes the object.
 func SpecFromTopology(n *topology.Node) GPUNodeSpec {
 	s := GPUNodeSpec{
 		NodeName:         n.Name,
@@ -62,5 +66,47 @@ func SpecFromTopology(n *topology.Node) GPUNodeSpec {
 		}
 		s.GPUs = append(s.GPUs, ag)
 	}
+	s.Summary = Summarize(n, nil)
+	return s
+}
+
+// Summarize counts a node's advertised and allocated devices for the
+// GPUNode's printer columns: GPUs, free/total devices, and the MIG strategy
+// when a GPU has MIG enabled (empty otherwise, whatever the device plugin's
+// --mig-strategy: the node has no MIG).
+func Summarize(node *topology.Node, allocs []PodAllocation) Summary {
+	s := Summary{GPUs: int32(len(node.GPUs))}
+	for _, g := range node.GPUs {
+		if g.MIGEnabled {
+			s.MIG = string(node.MIGStrategy)
+			break
+		}
+	}
+	caps, err := node.Capacity()
+	if err != nil {
+		return s
+	}
+	total := int64(0)
+	for _, n := range caps {
+		total += n
+	}
+	used := map[string]bool{}
+	for _, pa := range allocs {
+		for _, c := range pa.Containers {
+			for _, d := range c.Devices {
+				if _, ours := caps[d.Resource]; !ours {
+					continue
+				}
+				for _, id := range d.DeviceIDs {
+					used[d.Resource+"/"+id] = true
+				}
+			}
+		}
+	}
+	free := total - int64(len(used))
+	if free < 0 {
+		free = 0
+	}
+	s.Slices = fmt.Sprintf("%d/%d", free, total)
 	return s
 }

@@ -31,7 +31,7 @@ const (
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=gn
 // +kubebuilder:printcolumn:name="GPUs",type=integer,JSONPath=`.spec.summary.gpus`
-// +kubebuilder:printcolumn:name="MIG",type=string,JSONPath=`.spec.migStrategy`
+// +kubebuilder:printcolumn:name="MIG",type=string,JSONPath=`.spec.summary.mig`,description="MIG strategy, empty when no GPU has MIG enabled"
 // +kubebuilder:printcolumn:name="Slices",type=string,JSONPath=`.spec.summary.slices`,description="free/total advertised devices"
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -112,9 +112,10 @@ type GPU struct {
 	// +kubebuilder:validation:Minimum=0
 	Index int32 `json:"index"`
 	// Product is the NVML device name, e.g. "NVIDIA A100-SXM4-40GB".
-	Product   string `json:"product"`
-	MemoryMiB int64  `json:"memoryMiB"`
-	Healthy   bool   `json:"healthy"`
+	Product string `json:"product"`
+	// +kubebuilder:validation:Minimum=0
+	MemoryMiB int64 `json:"memoryMiB"`
+	Healthy   bool  `json:"healthy"`
 	// UnhealthyReason says why the GPU is unhealthy, e.g. "XID 79".
 	// +optional
 	UnhealthyReason string `json:"unhealthyReason,omitempty"`
@@ -165,8 +166,12 @@ type ResourceDevices struct {
 
 // Summary holds counts for printer columns.
 type Summary struct {
+	// +kubebuilder:validation:Minimum=0
 	// +optional
 	GPUs int32 `json:"gpus,omitempty"`
+	// MIG is the MIG strategy when a GPU has MIG enabled; empty otherwise.
+	// +optional
+	MIG string `json:"mig,omitempty"`
 	// Slices is "free/total" advertised devices (replicas counted one by one).
 	// +optional
 	Slices string `json:"slices,omitempty"`

@@ -199,7 +199,7 @@ func TestCRDManifest(t *testing.T) {
 
 	wantCols := []struct{ name, typ, path string }{
 		{"GPUs", "integer", ".spec.summary.gpus"},
-		{"MIG", "string", ".spec.migStrategy"},
+		{"MIG", "string", ".spec.summary.mig"},
 		{"Slices", "string", ".spec.summary.slices"},
 		{"State", "string", ".spec.state"},
 		{"Age", "date", ".metadata.creationTimestamp"},
@@ -269,4 +269,26 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestSummaryColumns: the printer columns are filled by SpecFromTopology,
+// whoever writes the object, and the MIG column is empty for a node without
+// MIG even when the device plugin runs with a MIG strategy.
+func TestSummaryColumns(t *testing.T) {
+	cat := topology.NewCatalog()
+	mig := SpecFromTopology(fixtures.MustBuild(cat, fixtures.Spec{Name: "m", Product: "NVIDIA A100-SXM4-40GB", GPUs: 2, MIG: a100MIG}))
+	if mig.Summary.GPUs != 2 || mig.Summary.MIG != "mixed" || mig.Summary.Slices != "8/8" {
+		t.Fatalf("MIG node summary %+v", mig.Summary)
+	}
+	whole := fixtures.MustBuild(cat, fixtures.Spec{Name: "w", Product: "NVIDIA H200", GPUs: 4})
+	whole.MIGStrategy = topology.MIGStrategyMixed // the GPU operator's cluster-wide setting
+	spec := SpecFromTopology(whole)
+	if spec.Summary.GPUs != 4 || spec.Summary.MIG != "" || spec.Summary.Slices != "4/4" {
+		t.Fatalf("whole-GPU node summary %+v", spec.Summary)
+	}
+	allocs := []PodAllocation{{PodUID: "u", Namespace: "ns", Name: "p", Containers: []ContainerAllocation{{Name: "c",
+		Devices: []ResourceDevices{{Resource: "nvidia.com/gpu", DeviceIDs: []string{whole.GPUs[0].UUID}}}}}}}
+	if s := Summarize(whole, allocs); s.Slices != "3/4" {
+		t.Fatalf("with an allocation: %+v", s)
+	}
 }

@@ -24,6 +24,8 @@ package v1alpha1
 // Summary holds counts for printer columns.
 type SummaryApplyConfiguration struct {
 	GPUs *int32 `json:"gpus,omitempty"`
+	// MIG is the MIG strategy when a GPU has MIG enabled; empty otherwise.
+	MIG *string `json:"mig,omitempty"`
 	// Slices is "free/total" advertised devices (replicas counted one by one).
 	Slices *string `json:"slices,omitempty"`
 }
@@ -39,6 +41,14 @@ func Summary() *SummaryApplyConfiguration {
 // If called multiple times, the GPUs field is set to the value of the last call.
 func (b *SummaryApplyConfiguration) WithGPUs(value int32) *SummaryApplyConfiguration {
 	b.GPUs = &value
+	return b
+}
+
+// WithMIG sets the MIG field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the MIG field is set to the value of the last call.
+func (b *SummaryApplyConfiguration) WithMIG(value string) *SummaryApplyConfiguration {
+	b.MIG = &value
 	return b
 }
 
