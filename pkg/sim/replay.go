@@ -7,8 +7,8 @@ import (
 	"math/rand/v2"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/kubernetes/pkg/scheduler/framework"
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
