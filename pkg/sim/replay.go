@@ -24,8 +24,13 @@ type ReplayInput struct {
 	// workloads). They must not ask for GPU devices.
 	Fixed []*v1.Pod
 	// Pods are placed one at a time, in order, without departures. Their
-	// spec.nodeName is ignored: a copy without it is scheduled.
+	// spec.nodeName is ignored (a copy without it is scheduled) unless
+	// KeepNodeName is set.
 	Pods []*v1.Pod
+	// KeepNodeName schedules pods with their spec.nodeName, which the
+	// NodeName filter holds them to: a replay of where pods are today, with
+	// the device plugin choosing their devices.
+	KeepNodeName bool
 	// Seed drives the scheduler's random tie-breaks.
 	Seed uint64
 	// DefaultPolicy is the device plugin policy of nodes whose topology does
@@ -126,7 +131,9 @@ func Replay(ctx context.Context, profile *schedconfig.KubeSchedulerProfile, in R
 			return nil, err
 		}
 		pod := orig.DeepCopy()
-		pod.Spec.NodeName = ""
+		if !in.KeepNodeName {
+			pod.Spec.NodeName = ""
+		}
 		pod.Status = v1.PodStatus{Phase: v1.PodPending}
 		pl := PodPlacement{Namespace: pod.Namespace, Name: pod.Name}
 		d, err := s.Schedule(ctx, pod)
