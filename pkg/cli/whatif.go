@@ -38,7 +38,9 @@ allocatable and the MIG catalog (saying per node how sure it is: -o wide),
 and replays the current GPU pods in creation order, with their requests,
 affinities and tolerations, under kube-scheduler's default profile and each
 gpuslice profile, in-process with the real scheduler framework and
-gpuslice's plugin. Pods without GPUs keep their nodes.`,
+gpuslice's plugin. Pods without GPUs keep their nodes. It always reads
+every namespace: a replay of part of the GPU pods would not say what the
+nodes could hold (-n is not used).`,
 		Example: `  # the current context's cluster
   kubectl gpuslice whatif
 
