@@ -185,7 +185,9 @@ func buildNode(gn *gpusliceapi.GPUNode, pods []*v1.Pod, labels map[string]string
 		}
 		apply(key(a.Namespace, a.Name), devs)
 	}
-	sort.Slice(pods, func(i, j int) bool { return key(pods[i].Namespace, pods[i].Name) < key(pods[j].Namespace, pods[j].Name) })
+	sort.Slice(pods, func(i, j int) bool {
+		return key(pods[i].Namespace, pods[i].Name) < key(pods[j].Namespace, pods[j].Name)
+	})
 	for _, p := range pods {
 		if reported[string(p.UID)] {
 			continue
