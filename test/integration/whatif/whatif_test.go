@@ -1,9 +1,10 @@
-// Package whatif tests `kubectl gpuslice whatif` (pkg/cli, pkg/whatif)
+// Package whatif tests the kubectl plugin: `kubectl gpuslice whatif` (pkg/cli, pkg/whatif)
 // against a real kube-apiserver (test/framework): a cluster with only GPU
 // feature discovery labels and allocatable (gpuslice not installed), a
 // snapshot of it taken with kubectl, and the same cluster once gpuslice's
 // GPUNodes are published. Every figure is checked against a replay of the
-// same pods through pkg/sim on the nodes' true topologies.
+// same pods through pkg/sim on the nodes' true topologies. nodes_test.go
+// tests `kubectl gpuslice nodes` and `top` (pkg/gpuview) likewise.
 package whatif
 
 import (
