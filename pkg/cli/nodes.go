@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -73,8 +75,33 @@ func writeObject(w io.Writer, format string, v any) error {
 	return enc.Encode(v)
 }
 
+// ANSI colours of the slot map.
+var colours = map[string]string{"free": "32", "held": "36", "predicted": "33", "unhealthy": "31", "state": "33"}
+
+func ansi(kind, text string) string {
+	c, ok := colours[kind]
+	if !ok {
+		return text
+	}
+	return "\x1b[" + c + "m" + text + "\x1b[0m"
+}
+
+// useColour decides --color: auto colours a terminal only.
+func useColour(mode string, w io.Writer) (bool, error) {
+	switch mode {
+	case "always":
+		return true, nil
+	case "never":
+		return false, nil
+	case "auto":
+		f, ok := w.(*os.File)
+		return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == "", nil
+	}
+	return false, fmt.Errorf("--color %q: want auto, always or never", mode)
+}
+
 func newNodesCommand(o *Options) *cobra.Command {
-	var output string
+	var output, colour string
 	cmd := &cobra.Command{
 		Use:   "nodes [NODE]",
 		Short: "Per-GPU slot map of gpuslice's GPU nodes: which slice holds which pod",
@@ -86,6 +113,10 @@ reconfigured.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, "", "wide", "json", "yaml"); err != nil {
+				return err
+			}
+			coloured, err := useColour(colour, o.Out)
+			if err != nil {
 				return err
 			}
 			view, err := o.readView(cmd.Context())
@@ -107,20 +138,32 @@ reconfigured.`,
 			if output == "json" || output == "yaml" {
 				return writeObject(o.Out, output, view)
 			}
-			writeNodes(o.Out, view, output == "wide")
+			var style gpuview.Style
+			if coloured {
+				style = ansi
+			}
+			writeNodes(o.Out, view, output == "wide", style)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json, yaml or wide (default: the slot map)")
+	cmd.Flags().StringVar(&colour, "color", "auto", "colour the slot map: auto (on a terminal, unless NO_COLOR is set), always or never")
 	return cmd
 }
 
-func writeNodes(w io.Writer, view *gpuview.Cluster, wide bool) {
+func writeNodes(w io.Writer, view *gpuview.Cluster, wide bool, style gpuview.Style) {
+	plain := func(_, text string) string { return text }
+	if style == nil {
+		style = plain
+	}
 	for i := range view.Nodes {
 		n := &view.Nodes[i]
 		state := n.State
 		if n.Reconfiguring && state != string(gpusliceapi.StateReconfiguring) {
 			state += ", reconfiguring"
+		}
+		if state != string(gpusliceapi.StateReady) {
+			state = style("state", state)
 		}
 		fmt.Fprintf(w, "%s  %s", n.Name, state)
 		if n.Message != "" {
@@ -133,7 +176,7 @@ func writeNodes(w io.Writer, view *gpuview.Cluster, wide bool) {
 			if g.Empty() {
 				mark = "· "
 			}
-			line := g.Line()
+			line := g.StyledLine(style)
 			if wide {
 				line += fmt.Sprintf("  %.2f/%.0f used  %s", g.Used, g.Capacity, g.UUID)
 			}

@@ -304,16 +304,34 @@ func (c *Cluster) Totals() Totals {
 	return t
 }
 
-// Line is one GPU as text: "GPU 0  [1g.5gb: ml/a] [1g.5gb: free] ...".
-func (g *GPU) Line() string {
+// Line is one GPU as text: "GPU 0 [1g.5gb: ml/a] [1g.5gb: free] ...".
+func (g *GPU) Line() string { return g.StyledLine(nil) }
+
+// Style marks up a part of a line: kind is "free", "held", "predicted" or
+// "unhealthy".
+type Style func(kind, text string) string
+
+// StyledLine is Line with each slot's holder and the health marked up by
+// style (nil: plain).
+func (g *GPU) StyledLine(style Style) string {
+	if style == nil {
+		style = func(_, text string) string { return text }
+	}
 	var parts []string
 	for _, s := range g.Slots {
-		who := "free"
+		who := style("free", "free")
 		if !s.Free() {
-			who = strings.Join(s.Pods, ",")
-			if s.Replicas > 1 {
-				who = fmt.Sprintf("%d/%d %s", s.Used, s.Replicas, who)
+			kind := "held"
+			for _, p := range s.Pods {
+				if strings.HasSuffix(p, predictedMark) {
+					kind = "predicted"
+				}
 			}
+			text := strings.Join(s.Pods, ",")
+			if s.Replicas > 1 {
+				text = fmt.Sprintf("%d/%d %s", s.Used, s.Replicas, text)
+			}
+			who = style(kind, text)
 		}
 		parts = append(parts, fmt.Sprintf("[%s: %s]", s.Label, who))
 	}
@@ -323,7 +341,7 @@ func (g *GPU) Line() string {
 		if reason == "" {
 			reason = "unhealthy"
 		}
-		line += " UNHEALTHY (" + reason + ")"
+		line += " " + style("unhealthy", "UNHEALTHY ("+reason+")")
 	}
 	return line
 }

@@ -214,6 +214,18 @@ func TestNodesAndTop(t *testing.T) {
 	if _, err := tryCLI(cp, "nodes", "nope"); err == nil {
 		t.Error("nodes nope: no error")
 	}
+	if _, err := tryCLI(cp, "nodes", "--color", "sometimes"); err == nil {
+		t.Error("nodes --color sometimes: no error")
+	}
+	if strings.Contains(text, "\x1b[") {
+		t.Error("colour written to a non-terminal")
+	}
+	coloured := string(runCLI(t, cp, "nodes", "--color", "always"))
+	for _, s := range []string{"\x1b[32mfree\x1b[0m", "\x1b[31mUNHEALTHY (XID 79)\x1b[0m", "\x1b[33mml/w5 (predicted)\x1b[0m", "\x1b[33mReconfiguring\x1b[0m"} {
+		if !strings.Contains(coloured, s) {
+			t.Errorf("--color always lacks %q", s)
+		}
+	}
 	t.Logf("kubectl gpuslice nodes:\n%s", text)
 
 	// top: the replay's totals, less the unhealthy GPU.
