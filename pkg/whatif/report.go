@@ -62,6 +62,9 @@ func (r *Report) WriteTable(w io.Writer, wide bool) error {
 		fmt.Fprintf(w, ", %s/month", dollars(c.DollarsPerMonth))
 	}
 	fmt.Fprintf(w, ".\nTopologies: %s", r.confidenceCounts())
+	if n := len(c.NotHeld); n > 0 {
+		fmt.Fprintf(w, "; %d running GPU pods do not fit their node as modelled", n)
+	}
 	if !wide {
 		fmt.Fprint(w, " (-o wide for each node)")
 	}
@@ -113,6 +116,12 @@ func (r *Report) WriteTable(w io.Writer, wide bool) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(c.NotHeld) > 0 {
+		fmt.Fprintln(w, "\nRunning GPU pods that do not fit their node as modelled:")
+		for _, u := range c.NotHeld {
+			fmt.Fprintf(w, "  %s: %s\n", u.Pod, u.Reason)
+		}
 	}
 	for _, p := range r.Profiles {
 		if len(p.Unplaced) == 0 {

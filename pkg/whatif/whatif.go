@@ -73,6 +73,10 @@ type Current struct {
 	// DollarsPerMonth prices the GPU nodes running GPU pods; null without
 	// prices.
 	DollarsPerMonth *float64 `json:"dollarsPerMonth"`
+	// NotHeld are bound GPU pods that do not fit their own node as modelled
+	// (a topology inferred wrong, or a node the device plugin overcommits):
+	// a sign to read the per-node notes.
+	NotHeld []PodNote `json:"notHeld,omitempty"`
 }
 
 // ProfileReport is one profile's replay.
@@ -216,6 +220,11 @@ func Analyze(ctx context.Context, c *Cluster, o Options) (*Report, error) {
 	}
 	r.Current.GPUNodesWithPods = len(usedToday)
 	r.Current.GPUsUsed = cur.GPUsUsed
+	for _, pl := range cur.Placements {
+		if pl.Node == "" {
+			r.Current.NotHeld = append(r.Current.NotHeld, PodNote{Pod: pl.Namespace + "/" + pl.Name, Reason: pl.Reason})
+		}
+	}
 	if o.Prices != nil {
 		d, _ := o.Prices.monthly(nodeByName, usedToday)
 		r.Current.DollarsPerMonth = &d

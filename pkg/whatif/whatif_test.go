@@ -278,3 +278,24 @@ func TestThousands(t *testing.T) {
 		}
 	}
 }
+
+// TestAnalyzeNotHeld: a running pod that its node, as inferred, cannot hold
+// is reported, not silently dropped from today's figures.
+func TestAnalyzeNotHeld(t *testing.T) {
+	c := smallCluster()
+	c.Pods = append(c.Pods, gpuPod("too-big", "a", "nvidia.com/mig-1g.5gb", 8, 9))
+	r, err := Analyze(context.Background(), c, options(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Current.NotHeld) != 1 || r.Current.NotHeld[0].Pod != "ml/too-big" {
+		t.Fatalf("not held %+v", r.Current.NotHeld)
+	}
+	var buf bytes.Buffer
+	if err := r.WriteTable(&buf, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "1 running GPU pods do not fit their node as modelled") {
+		t.Errorf("table does not warn:\n%s", buf.String())
+	}
+}
