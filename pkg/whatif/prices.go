@@ -16,14 +16,46 @@ import (
 //
 //	p4d.24xlarge: 32.77
 //	p5.48xlarge: 98.32
+//
+// An instance-type file with a top-level types list, each entry with a name
+// and price.usdPerHour (the autoscaler tests' GPU instance types), is read
+// too; its other fields are ignored.
 type Prices map[string]float64
+
+// instanceTypeFile is the instance-type list form.
+type instanceTypeFile struct {
+	Types []struct {
+		Name  string `json:"name"`
+		Price *struct {
+			USDPerHour *float64 `json:"usdPerHour"`
+		} `json:"price"`
+	} `json:"types"`
+}
 
 // ParsePrices reads a price file. Every price must be a finite, non-negative
 // number.
 func ParsePrices(data []byte) (Prices, error) {
 	var p Prices
-	if err := yaml.UnmarshalStrict(data, &p); err != nil {
-		return nil, fmt.Errorf("prices: want a map of instance type to dollars per hour: %w", err)
+	var probe map[string]any
+	if err := yaml.Unmarshal(data, &probe); err == nil && probe["types"] != nil {
+		if _, isList := probe["types"].([]any); isList {
+			var f instanceTypeFile
+			if err := yaml.Unmarshal(data, &f); err != nil {
+				return nil, fmt.Errorf("prices: instance types: %w", err)
+			}
+			p = Prices{}
+			for i, t := range f.Types {
+				if t.Name == "" || t.Price == nil || t.Price.USDPerHour == nil {
+					return nil, fmt.Errorf("prices: types[%d] (%q) has no name or no price.usdPerHour", i, t.Name)
+				}
+				p[t.Name] = *t.Price.USDPerHour
+			}
+		}
+	}
+	if p == nil {
+		if err := yaml.UnmarshalStrict(data, &p); err != nil {
+			return nil, fmt.Errorf("prices: want a map of instance type to dollars per hour: %w", err)
+		}
 	}
 	if len(p) == 0 {
 		return nil, fmt.Errorf("prices: no instance types")

@@ -258,12 +258,23 @@ func TestParsePrices(t *testing.T) {
 	if _, err := ParsePrices([]byte(`{"p5.48xlarge": 98.32}`)); err != nil {
 		t.Errorf("JSON: %v", err)
 	}
+	types := "# comment\ntypes:\n- name: p4d.24xlarge\n  gpus: 8\n  setup: {migConfig: all-balanced}\n  price: {usdPerHour: 21.96, region: us-east-1}\n- name: g5.12xlarge\n  price: {usdPerHour: 5.672}\n"
+	p, err = ParsePrices([]byte(types))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p) != 2 || p["p4d.24xlarge"] != 21.96 || p["g5.12xlarge"] != 5.672 {
+		t.Errorf("instance-type file read as %v", p)
+	}
 	for name, bad := range map[string]string{
-		"negative":   "a: -1\n",
-		"not number": "a: cheap\n",
-		"list":       "- a\n",
-		"empty":      "",
-		"nested":     "a: {b: 1}\n",
+		"type without price": "types:\n- name: a\n",
+		"type without name":  "types:\n- price: {usdPerHour: 1}\n",
+		"negative type":      "types:\n- name: a\n  price: {usdPerHour: -3}\n",
+		"negative":           "a: -1\n",
+		"not number":         "a: cheap\n",
+		"list":               "- a\n",
+		"empty":              "",
+		"nested":             "a: {b: 1}\n",
 	} {
 		if _, err := ParsePrices([]byte(bad)); err == nil {
 			t.Errorf("%s: no error", name)
