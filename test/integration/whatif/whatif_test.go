@@ -134,6 +134,7 @@ func TestWhatif(t *testing.T) {
 	}
 
 	live := runWhatif(t, cp, "--prices", pricesPath, "-o", "json")
+	t.Logf("whatif -o json (GFD labels only):\n%s", runCLI(t, cp, "whatif", "--prices", pricesPath, "-o", "json"))
 	want := expected(ctx, t, kube, topos, true)
 	checkReport(t, "labels", live, want, "labels+allocatable")
 
