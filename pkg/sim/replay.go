@@ -11,6 +11,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/cache"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
@@ -21,16 +22,13 @@ type ReplayInput struct {
 	Nodes []Node
 	// Fixed are pods that keep their node (spec.nodeName) and are not
 	// re-placed: they hold CPU, memory and pod slots (DaemonSets, CPU
-	// workloads). They must not ask for GPU devices.
+	// workloads) and, when they ask for GPU devices, the devices the
+	// simulated device plugin gives them there (a fixed pod it cannot serve
+	// is reported in ReplayResult.FixedRejected and holds nothing).
 	Fixed []*v1.Pod
 	// Pods are placed one at a time, in order, without departures. Their
-	// spec.nodeName is ignored (a copy without it is scheduled) unless
-	// KeepNodeName is set.
+	// spec.nodeName is ignored: a copy without it is scheduled.
 	Pods []*v1.Pod
-	// KeepNodeName schedules pods with their spec.nodeName, which the
-	// NodeName filter holds them to: a replay of where pods are today, with
-	// the device plugin choosing their devices.
-	KeepNodeName bool
 	// Seed drives the scheduler's random tie-breaks.
 	Seed uint64
 	// DefaultPolicy is the device plugin policy of nodes whose topology does
@@ -89,8 +87,11 @@ type ReplayResult struct {
 	Profile string
 	// Placements are per pod, in the order of ReplayInput.Pods.
 	Placements []PodPlacement
-	Placed     int
-	Unplaced   int
+	// FixedRejected are the fixed pods whose devices the device plugin of
+	// their node could not serve, with the reason.
+	FixedRejected []PodPlacement
+	Placed        int
+	Unplaced      int
 	// Nodes are the GPU nodes (nodes with a topology) in input order.
 	Nodes []NodeState
 	// GPUNodesUsed counts GPU nodes with at least one device allocated,
@@ -119,21 +120,24 @@ func Replay(ctx context.Context, profile *schedconfig.KubeSchedulerProfile, in R
 	if err != nil {
 		return nil, err
 	}
+	r := &ReplayResult{Profile: profile.SchedulerName, Placements: make([]PodPlacement, 0, len(in.Pods))}
+	nodePods := map[string]int{}
 	for _, p := range in.Fixed {
-		if err := s.AddFixed(p); err != nil {
+		_, err := s.AddFixed(ctx, p)
+		var rejected *AdmissionError
+		switch {
+		case errors.As(err, &rejected):
+			r.FixedRejected = append(r.FixedRejected, PodPlacement{Namespace: p.Namespace, Name: p.Name, Reason: rejected.Error()})
+		case err != nil:
 			return nil, err
 		}
 	}
-	r := &ReplayResult{Profile: profile.SchedulerName, Placements: make([]PodPlacement, 0, len(in.Pods))}
-	nodePods := map[string]int{}
 	for _, orig := range in.Pods {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		pod := orig.DeepCopy()
-		if !in.KeepNodeName {
-			pod.Spec.NodeName = ""
-		}
+		pod.Spec.NodeName = ""
 		pod.Status = v1.PodStatus{Phase: v1.PodPending}
 		pl := PodPlacement{Namespace: pod.Namespace, Name: pod.Name}
 		d, err := s.Schedule(ctx, pod)
@@ -223,25 +227,47 @@ func Profiles(cfg *schedconfig.KubeSchedulerConfiguration, names ...string) ([]*
 
 // AddFixed puts a pod on its node (spec.nodeName) without a scheduling
 // cycle, as a pod that was already running there: it holds the node's CPU,
-// memory and pod slots for the pods scheduled after it. A pod that asks for
-// GPU devices is refused (schedule it instead), as is a pod for a node the
-// simulation does not have.
-func (s *Scheduler) AddFixed(pod *v1.Pod) error {
+// memory and pod slots for the pods scheduled after it and, when it asks
+// for GPU devices, the devices the node's simulated device plugin gives it
+// (returned), which GPUSlice's cache then counts as the kubelet's report.
+// When the device plugin cannot serve it, an *AdmissionError is returned and
+// the pod holds nothing. A pod for a node the simulation does not have, or
+// with an invalid GPU request, is an error.
+func (s *Scheduler) AddFixed(ctx context.Context, pod *v1.Pod) (*allocator.Placement, error) {
 	ni, ok := s.index[pod.Spec.NodeName]
 	if !ok {
-		return fmt.Errorf("pod %s/%s: node %q is not in the simulation", pod.Namespace, pod.Name, pod.Spec.NodeName)
+		return nil, fmt.Errorf("pod %s/%s: node %q is not in the simulation", pod.Namespace, pod.Name, pod.Spec.NodeName)
 	}
 	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: s.cat})
 	if err != nil {
-		return fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+	var placement *allocator.Placement
 	if !req.Empty() {
-		return fmt.Errorf("pod %s/%s asks for GPU devices: it must be scheduled, not fixed", pod.Namespace, pod.Name)
+		reject := func(reason string) (*allocator.Placement, error) {
+			return nil, &AdmissionError{Pod: pod.Namespace + "/" + pod.Name, Node: pod.Spec.NodeName, Reason: reason}
+		}
+		dev := s.devices[ni]
+		if dev == nil {
+			return reject("node has no GPU devices")
+		}
+		p, v := dev.Place(req)
+		if !v.OK() {
+			return reject(v.Reason())
+		}
+		if err := dev.Apply(p.Devices()); err != nil {
+			return reject(err.Error())
+		}
+		placement = p
+		// GPUSlice learns the devices as from a bound pod's assignment.
+		s.gpuCache.UpsertPod(cache.PodUpdate{
+			UID: pod.UID, Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName, Request: req, Assignment: p,
+		})
 	}
 	pi, err := framework.NewPodInfo(pod)
 	if err != nil {
-		return fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	s.nodes[ni].AddPodInfo(pi)
-	return nil
+	return placement, nil
 }

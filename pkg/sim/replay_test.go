@@ -106,8 +106,35 @@ func TestReplayProfilesSideBySide(t *testing.T) {
 	}
 }
 
+// TestReplayFixedGPUPods: fixed GPU pods hold the devices the device plugin
+// gives them on their node, under the stock profile and under GPUSlice
+// (whose cache learns them), so a replayed pod cannot take them; a fixed pod
+// the node cannot serve is reported and holds nothing.
+func TestReplayFixedGPUPods(t *testing.T) {
+	ctx := context.Background()
+	n := node(t, fixtures.Spec{Name: "n0", Product: "NVIDIA A100-SXM4-40GB", GPUs: 1})
+	first, second := pod("first", "nvidia.com/gpu", 1), pod("second", "nvidia.com/gpu", 1)
+	first.Spec.NodeName, second.Spec.NodeName = "n0", "n0"
+	later := pod("later", "nvidia.com/gpu", 1)
+	for _, prof := range []*schedconfig.KubeSchedulerProfile{stock(t).Profile, shipped(t, "gpuslice-binpack").Profile} {
+		r, err := Replay(ctx, prof, ReplayInput{Nodes: []Node{n}, Fixed: []*v1.Pod{first, second}, Pods: []*v1.Pod{later}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.FixedRejected) != 1 || r.FixedRejected[0].Name != "second" || r.FixedRejected[0].Reason == "" {
+			t.Errorf("%s: fixed rejected %+v, want second with a reason", r.Profile, r.FixedRejected)
+		}
+		if r.Unplaced != 1 || r.Placements[0].Node != "" {
+			t.Errorf("%s: later placed on %q: the fixed pod holds the only GPU", r.Profile, r.Placements[0].Node)
+		}
+		if r.GPUsUsed != 1 || r.GPUNodesUsed != 1 {
+			t.Errorf("%s: %d GPUs on %d nodes used, want the fixed pod's 1 on 1", r.Profile, r.GPUsUsed, r.GPUNodesUsed)
+		}
+	}
+}
+
 // TestReplayRejectsBadInput: no profile, a fixed pod on an unknown node and
-// a fixed pod asking for GPU devices are errors, not panics.
+// a fixed pod with an invalid request are errors, not panics.
 func TestReplayRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	if _, err := Replay(ctx, nil, ReplayInput{}); err == nil {
@@ -115,11 +142,11 @@ func TestReplayRejectsBadInput(t *testing.T) {
 	}
 	prof := stock(t).Profile
 	n := node(t, fixtures.Spec{Name: "n0", Product: "NVIDIA A100-SXM4-40GB", GPUs: 1})
-	gpuPod := pod("g", "nvidia.com/gpu", 1)
-	gpuPod.Spec.NodeName = "n0"
+	badPod := pod("g", "nvidia.com/mig-9g.99gb", 1)
+	badPod.Spec.NodeName = "n0"
 	cpuPod := pod("c", "cpu", 1)
 	cpuPod.Spec.NodeName = "elsewhere"
-	for name, fixed := range map[string]*v1.Pod{"gpu": gpuPod, "unknown node": cpuPod} {
+	for name, fixed := range map[string]*v1.Pod{"invalid request": badPod, "unknown node": cpuPod} {
 		if _, err := Replay(ctx, prof, ReplayInput{Nodes: []Node{n}, Fixed: []*v1.Pod{fixed}}); err == nil {
 			t.Errorf("%s: fixed pod accepted", name)
 		}

@@ -68,7 +68,7 @@ type Current struct {
 	// GPUNodesWithPods are the GPU nodes running GPU pods today.
 	GPUNodesWithPods int `json:"gpuNodesWithPods"`
 	// GPUsUsed are the GPUs the bound GPU pods hold, as the device plugin
-	// would assign them on their nodes.
+	// would assign them on their nodes, in creation order.
 	GPUsUsed int `json:"gpusUsed"`
 	// DollarsPerMonth prices the GPU nodes running GPU pods; null without
 	// prices.
@@ -205,12 +205,18 @@ func Analyze(ctx context.Context, c *Cluster, o Options) (*Report, error) {
 		r.Nodes[i].GPUPodsToday = podsToday[r.Nodes[i].Name]
 	}
 
-	// Today: the bound pods held to their nodes.
+	// Today: the bound pods on their nodes, their devices as the device
+	// plugin would give them there (no scheduling cycle: a pod runs where it
+	// runs, cordoned or tainted node or not).
 	today := in
-	today.Pods, today.KeepNodeName = bound, true
+	today.Fixed, today.Pods = append(slices.Clone(in.Fixed), bound...), nil
 	cur, err := sim.Replay(ctx, o.Baseline, today)
 	if err != nil {
 		return nil, fmt.Errorf("replaying today's placements: %w", err)
+	}
+	r.Current.GPUsUsed = cur.GPUsUsed
+	for _, pl := range cur.FixedRejected {
+		r.Current.NotHeld = append(r.Current.NotHeld, PodNote{Pod: pl.Namespace + "/" + pl.Name, Reason: pl.Reason})
 	}
 	var usedToday []string
 	for name, n := range podsToday {
@@ -219,12 +225,6 @@ func Analyze(ctx context.Context, c *Cluster, o Options) (*Report, error) {
 		}
 	}
 	r.Current.GPUNodesWithPods = len(usedToday)
-	r.Current.GPUsUsed = cur.GPUsUsed
-	for _, pl := range cur.Placements {
-		if pl.Node == "" {
-			r.Current.NotHeld = append(r.Current.NotHeld, PodNote{Pod: pl.Namespace + "/" + pl.Name, Reason: pl.Reason})
-		}
-	}
 	if o.Prices != nil {
 		d, _ := o.Prices.monthly(nodeByName, usedToday)
 		r.Current.DollarsPerMonth = &d

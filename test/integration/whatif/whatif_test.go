@@ -306,6 +306,7 @@ type report struct {
 		GPUPods          int      `json:"gpuPods"`
 		PendingGPUPods   int      `json:"pendingGPUPods"`
 		GPUNodesWithPods int      `json:"gpuNodesWithPods"`
+		GPUsUsed         int      `json:"gpusUsed"`
 		DollarsPerMonth  *float64 `json:"dollarsPerMonth"`
 	} `json:"current"`
 	Profiles []profile `json:"profiles"`
@@ -475,6 +476,23 @@ func expected(ctx context.Context, t *testing.T, kube kubernetes.Interface, topo
 		}
 		profiles = append(profiles, ps...)
 	}
+	// Today: the bound GPU pods on their nodes.
+	held := in
+	held.Pods, held.Fixed = nil, slices.Clone(in.Fixed)
+	for _, p := range gpuPods {
+		if p.Spec.NodeName != "" {
+			held.Fixed = append(held.Fixed, p)
+		}
+	}
+	cur, err := sim.Replay(ctx, profiles[0], held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cur.FixedRejected) != 0 {
+		t.Fatalf("today's pods do not fit their nodes: %+v", cur.FixedRejected)
+	}
+	want.Current.GPUsUsed = cur.GPUsUsed
+
 	results, err := sim.ReplayProfiles(ctx, profiles, in)
 	if err != nil {
 		t.Fatal(err)
