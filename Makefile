@@ -11,9 +11,13 @@ build:
 	$(GO) build $(PKGS)
 
 # Binaries of the product, into bin/.
-.PHONY: scheduler exporter
+.PHONY: scheduler exporter kubectl-gpuslice
 scheduler:
 	$(GO) build -trimpath -ldflags="-s -w" -o bin/gpuslice-scheduler ./cmd/gpuslice-scheduler
+
+# The kubectl plugin: `kubectl gpuslice whatif` (README).
+kubectl-gpuslice:
+	$(GO) build -trimpath -ldflags="-s -w" -o bin/kubectl-gpuslice ./cmd/kubectl-gpuslice
 
 # The exporter needs cgo (go-nvml loads libnvidia-ml at run time). Its
 # binary is most of its resident memory (make bench-exporter), so it is

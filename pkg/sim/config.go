@@ -34,19 +34,25 @@ func LoadConfigMapFile(path string) (*schedconfig.KubeSchedulerConfiguration, er
 	if err != nil {
 		return nil, err
 	}
-	var cm corev1.ConfigMap
-	if err := yaml.UnmarshalStrict(data, &cm); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	inner, ok := cm.Data["config.yaml"]
-	if !ok {
-		return nil, fmt.Errorf("%s: ConfigMap has no config.yaml key", path)
-	}
-	cfg, err := LoadConfig([]byte(inner))
+	cfg, err := LoadConfigMap(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// LoadConfigMap decodes the scheduler configuration held by a ConfigMap
+// manifest (key config.yaml), such as manifests.SchedulerConfigMap().
+func LoadConfigMap(data []byte) (*schedconfig.KubeSchedulerConfiguration, error) {
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(data, &cm); err != nil {
+		return nil, err
+	}
+	inner, ok := cm.Data["config.yaml"]
+	if !ok {
+		return nil, fmt.Errorf("ConfigMap has no config.yaml key")
+	}
+	return LoadConfig([]byte(inner))
 }
 
 // StockConfig is kube-scheduler's default configuration (profile

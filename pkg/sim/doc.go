@@ -12,4 +12,12 @@
 // with the device plugin (allocator.State.Place on the node's real topology,
 // the same greedy model the plugin predicts with; for nodes whose pods did
 // not go through GPUSlice it is the only device choice).
+//
+// Two levels of API: Replay (and ReplayProfiles, several profiles side by
+// side) takes nodes with their topologies and pods in, and gives back each
+// pod's node and devices or the reason it was not placed, and each GPU
+// node's per-GPU usage; New, Schedule and Admit run one cycle at a time for
+// callers that interleave their own bookkeeping (the benchmarks). Profiles
+// come from StockConfig (kube-scheduler's default-scheduler), LoadConfig or
+// LoadConfigMapFile (gpuslice's shipped profiles).
 package sim

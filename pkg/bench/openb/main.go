@@ -36,8 +36,23 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	breakdown := fs.Bool("breakdown", false, "before the summary, print where the capacity went at 100 % arrived: failed pods' GPU request by shape, idle GPU by cause")
 	floor := fs.Bool("floor", false, "before the summary, print per seed the idle GPU that packing the sharing pods arrived by 100 % leaves at best (offline, CPU and memory ignored)")
+	replot := fs.String("replot", "", "only draw --plot from this file of --json output (the points of an earlier run), replaying nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *replot != "" {
+		if *plotPath == "" {
+			return fmt.Errorf("--replot needs --plot")
+		}
+		runs, err := readPoints(*replot)
+		if err != nil {
+			return err
+		}
+		if err := writePlot(*plotPath, runs, *podsPath); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "# plot of %d runs from %s written to %s\n", len(runs), *replot, *plotPath)
+		return nil
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -230,3 +245,44 @@ func gpuCount(nodes []Node) int {
 }
 
 func seconds(d time.Duration) float64 { return d.Seconds() }
+
+// readPoints reads --json output (one Point per line; other lines, such as
+// the "# ..." headers and the summary, are skipped) back into runs, one per
+// policy and seed, in order of first appearance.
+func readPoints(path string) ([]*Run, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		policy string
+		seed   int64
+	}
+	index := map[key]*Run{}
+	var runs []*Run
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var p Point
+		if err := json.Unmarshal([]byte(line), &p); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		if p.Policy == "" {
+			return nil, fmt.Errorf("%s:%d: a point without a policy", path, i+1)
+		}
+		k := key{p.Policy, p.Seed}
+		r := index[k]
+		if r == nil {
+			r = &Run{Policy: p.Policy, Seed: p.Seed}
+			index[k] = r
+			runs = append(runs, r)
+		}
+		r.Points = append(r.Points, p)
+	}
+	if len(runs) == 0 {
+		return nil, fmt.Errorf("%s: no points (want the output of --json)", path)
+	}
+	return runs, nil
+}

@@ -98,6 +98,48 @@ func TestMainContract(t *testing.T) {
 	if _, err := png.Decode(f); err != nil {
 		t.Errorf("plot: %v", err)
 	}
+
+	// --replot draws the same plot from the --json output alone.
+	jsonPath, replotPath := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "replot.png")
+	if err := os.WriteFile(jsonPath, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Main(context.Background(), []string{"--pods", podsPath, "--replot", jsonPath, "--plot", replotPath}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(plotPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := os.ReadFile(replotPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, again) {
+		t.Error("--replot drew a different plot from the same points")
+	}
+}
+
+func TestReplotRejectsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	noPoints := filepath.Join(dir, "none.txt")
+	bad := filepath.Join(dir, "bad.jsonl")
+	if err := os.WriteFile(noPoints, []byte("# header only\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("{\"policy\": 3}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--replot", noPoints},
+		{"--replot", noPoints, "--plot", filepath.Join(dir, "p.png")},
+		{"--replot", bad, "--plot", filepath.Join(dir, "p.png")},
+		{"--replot", filepath.Join(dir, "missing"), "--plot", filepath.Join(dir, "p.png")},
+	} {
+		if err := Main(context.Background(), args, &bytes.Buffer{}); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
 }
 
 func TestMainRejectsBadFlags(t *testing.T) {

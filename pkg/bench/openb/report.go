@@ -53,6 +53,9 @@ func minMax(xs []float64) (float64, float64) {
 	return lo, hi
 }
 
+// The arrived-workload range of the plot, in percent of GPU capacity.
+const plotFromPct, plotToPct = 80, 130
+
 // writePlot draws the median over seeds of unallocated GPU % against
 // arrived workload, one line per policy.
 func writePlot(path string, runs []*Run, podsPath string) error {
@@ -73,10 +76,14 @@ func writePlot(path string, runs []*Run, podsPath string) error {
 			vals[k] = append(vals[k], p.UnallocatedGPUPct)
 		}
 	}
+	// Zoomed where the policies differ: from 80 % of the GPU capacity
+	// arrived, where the first pods start to fail, to the end of the
+	// replay (130 %); Y is scaled to that range.
 	chart := &plot.Chart{
 		Title:  "openb " + strings.TrimSuffix(filepath.Base(podsPath), ".csv") + ": unallocated GPU (median over seeds)",
 		XLabel: "arrived workload (% of GPU capacity)",
 		YLabel: "unallocated GPU %",
+		XMin:   plotFromPct, XMax: plotToPct,
 	}
 	for _, name := range order {
 		s := plot.Series{Name: name}

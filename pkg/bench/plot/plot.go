@@ -1,9 +1,7 @@
-// Package plot draws simple line charts to PNG files.
-//
-// It uses only the standard library image packages and the fixed-size
-// bitmap font from golang.org/x/image/font/basicfont, so benchmark tooling
-// can emit charts without depending on a full plotting library. Lines are
-// 2 px wide and not anti-aliased; text is drawn horizontally.
+// Package plot draws line charts to PNG files for the benchmarks
+// (gpuslice-bench openb writes docs/openb-default.png with it), with
+// gonum.org/v1/plot: anti-aliased lines, markers on short series, a legend
+// and axes with round tick steps.
 package plot
 
 import (
@@ -12,23 +10,25 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/draw"
 	"image/png"
 	"math"
 	"os"
 	"slices"
 	"strconv"
 
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/basicfont"
-	"golang.org/x/image/math/fixed"
+	gplot "gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // Point is one data point.
 type Point struct{ X, Y float64 }
 
 // Series is a named sequence of points drawn as one polyline. The points
-// need not be sorted: they are drawn in order of increasing X.
+// need not be sorted: they are drawn in order of increasing X. An unnamed
+// series has no legend entry.
 type Series struct {
 	Name   string
 	Points []Point
@@ -39,7 +39,8 @@ type Series struct {
 // Width and Height are in pixels; a zero value means the default of
 // 1000x640. XMin/XMax and YMin/YMax fix an axis range: when both values of a
 // pair are zero the range is chosen automatically (rounded outwards to nice
-// values, and for Y extended to include 0 when the data lie near it);
+// values, and for Y extended to include 0 when the data lie near it; with a
+// fixed X range, from the points inside it, so that a zoom rescales Y);
 // otherwise Min must be less than Max and the axis spans exactly [Min, Max],
 // with data outside it clipped.
 type Chart struct {
@@ -54,15 +55,14 @@ const (
 	defaultHeight = 640
 	minWidth      = 240
 	minHeight     = 160
-	tickLen       = 5
 	markerMax     = 40 // series with at most this many points get markers
 	maxTicks      = 1000
+	dpi           = 96
 )
 
 // Fixed palettes. Series i uses palette[i%len(palette)] and, once the
 // colours run out, dashes[(i/len(palette))%len(dashes)] as its dash pattern
-// (one character per pixel stepped, repeating: 'x' draws, '.' skips; "" is
-// solid).
+// (on/off lengths in points; nil is solid).
 var (
 	palette = [...]color.RGBA{
 		{0x1f, 0x77, 0xb4, 0xff}, // blue
@@ -76,10 +76,9 @@ var (
 		{0xbc, 0xbd, 0x22, 0xff}, // olive
 		{0x17, 0xbe, 0xcf, 0xff}, // cyan
 	}
-	dashes = [...]string{"", "xxxxxxxxxx......", "xxx....", "xxxxxxxxxxxx....xxx...."}
+	dashes = [...][]vg.Length{nil, {vg.Points(7), vg.Points(4)}, {vg.Points(2), vg.Points(3)}, {vg.Points(8), vg.Points(3), vg.Points(2), vg.Points(3)}}
 
 	backgroundColor = color.RGBA{0xff, 0xff, 0xff, 0xff}
-	axisColor       = color.RGBA{0x22, 0x22, 0x22, 0xff} // axes, ticks and text
 	gridColor       = color.RGBA{0xe4, 0xe4, 0xe4, 0xff}
 )
 
@@ -87,6 +86,12 @@ var (
 // points, a value or fixed range bound is NaN or infinite, a fixed range is
 // empty, or the image is too small (under 240x160 pixels).
 func (c *Chart) Render() (image.Image, error) {
+	img, _, err := c.render()
+	return img, err
+}
+
+// render draws the chart and also returns the data area in pixels.
+func (c *Chart) render() (image.Image, image.Rectangle, error) {
 	w, h := c.Width, c.Height
 	if w == 0 {
 		w = defaultWidth
@@ -95,113 +100,120 @@ func (c *Chart) Render() (image.Image, error) {
 		h = defaultHeight
 	}
 	if w < minWidth || h < minHeight {
-		return nil, fmt.Errorf("plot: image size %dx%d is below the minimum %dx%d", w, h, minWidth, minHeight)
+		return nil, image.Rectangle{}, fmt.Errorf("plot: image size %dx%d is below the minimum %dx%d", w, h, minWidth, minHeight)
 	}
 	series, err := c.sortedSeries()
 	if err != nil {
-		return nil, err
+		return nil, image.Rectangle{}, err
 	}
-	xlo, xhi, ylo, yhi := bounds(series)
-
-	// Vertical layout is fixed, so the Y axis can be scaled first; its tick
-	// labels then decide the left margin and hence the X axis length.
-	top, bottom := 20, 30
-	if c.Title != "" || c.YLabel != "" {
-		top = 50
-	}
-	if c.XLabel != "" {
-		bottom = 50
-	}
-	plotH := h - top - bottom
-	yAx, err := makeAxis(ylo, yhi, c.YMin, c.YMax, true, clamp(plotH/50, 3, 10))
+	xlo, xhi, _, _ := bounds(series)
+	xAx, err := makeAxis(xlo, xhi, c.XMin, c.XMax, false, max(2, min(10, w/100)))
 	if err != nil {
-		return nil, fmt.Errorf("plot: y axis: %w", err)
+		return nil, image.Rectangle{}, fmt.Errorf("plot: x axis: %w", err)
 	}
-	left := 10
-	for _, v := range yAx.ticks {
-		left = max(left, textWidth(yAx.format(v)))
-	}
-	left += tickLen + 14
-	names, legendW := legendNames(series, w/3)
-	plot := image.Rect(left, top, w-legendW-26, h-bottom)
-	if plot.Dx() < 60 || plot.Dy() < 60 {
-		return nil, fmt.Errorf("plot: image size %dx%d leaves no room for the plot area", w, h)
-	}
-	xAx, err := makeAxis(xlo, xhi, c.XMin, c.XMax, false, clamp(plot.Dx()/100, 2, 10))
-	if err != nil {
-		return nil, fmt.Errorf("plot: x axis: %w", err)
-	}
-
-	// Background, with a frame just outside the plot area that clipped
-	// drawing never touches.
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	fill(img, img.Bounds(), backgroundColor)
-	fill(img, plot.Inset(-1), axisColor)
-	fill(img, plot, backgroundColor)
-	toPx := func(p Point) (float64, float64) {
-		px := float64(plot.Min.X) + (p.X-xAx.min)/(xAx.max-xAx.min)*float64(plot.Dx()-1)
-		py := float64(plot.Max.Y-1) - (p.Y-yAx.min)/(yAx.max-yAx.min)*float64(plot.Dy()-1)
-		// Keep far-away points finite for clipping; the visible error is negligible.
-		return math.Max(-1e7, math.Min(1e7, px)), math.Max(-1e7, math.Min(1e7, py))
-	}
-
-	// Grid, tick marks and tick labels.
-	for _, v := range xAx.ticks {
-		x, _ := toPx(Point{X: v, Y: yAx.min})
-		xi := int(math.Round(x))
-		fill(img, image.Rect(xi, plot.Min.Y, xi+1, plot.Max.Y), gridColor)
-		fill(img, image.Rect(xi, plot.Max.Y, xi+1, plot.Max.Y+tickLen), axisColor)
-		s := xAx.format(v)
-		drawText(img, s, xi-textWidth(s)/2, plot.Max.Y+tickLen+13)
-	}
-	for _, v := range yAx.ticks {
-		_, y := toPx(Point{X: xAx.min, Y: v})
-		yi := int(math.Round(y))
-		fill(img, image.Rect(plot.Min.X, yi, plot.Max.X, yi+1), gridColor)
-		fill(img, image.Rect(plot.Min.X-tickLen, yi, plot.Min.X, yi+1), axisColor)
-		s := yAx.format(v)
-		drawText(img, s, plot.Min.X-tickLen-4-textWidth(s), yi+4)
-	}
-
-	// Series, clipped to the plot area.
-	for i, s := range series {
-		p := newPen(img, plot, i)
-		for j := 1; j < len(s.Points); j++ {
-			x0, y0 := toPx(s.Points[j-1])
-			x1, y1 := toPx(s.Points[j])
-			p.line(x0, y0, x1, y1)
+	// Y is scaled to the points the X range shows.
+	_, _, ylo, yhi := bounds(series)
+	if c.XMin != 0 || c.XMax != 0 {
+		if lo, hi, ok := yWithin(series, xAx.min, xAx.max); ok {
+			ylo, yhi = lo, hi
 		}
+	}
+	yAx, err := makeAxis(ylo, yhi, c.YMin, c.YMax, true, max(3, min(10, h/60)))
+	if err != nil {
+		return nil, image.Rectangle{}, fmt.Errorf("plot: y axis: %w", err)
+	}
+
+	p := gplot.New()
+	p.Title.Text = c.Title
+	p.Title.TextStyle.Font.Size = vg.Points(13)
+	p.X.Label.Text, p.Y.Label.Text = c.XLabel, c.YLabel
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = xAx.min, xAx.max, yAx.min, yAx.max
+	p.X.Tick.Marker, p.Y.Tick.Marker = xAx, yAx
+	p.X.Padding, p.Y.Padding = 0, 0
+	grid := plotter.NewGrid()
+	grid.Vertical.Color, grid.Horizontal.Color = gridColor, gridColor
+	p.Add(grid)
+	// The legend goes in a column right of the plot, where it hides no data.
+	legend := gplot.NewLegend()
+	legend.Top, legend.Left = true, true
+	legend.TextStyle.Font.Size = vg.Points(10)
+	legend.Padding = vg.Points(4)
+	for i, s := range series {
+		xys := make(plotter.XYs, len(s.Points))
+		for j, pt := range s.Points {
+			xys[j] = plotter.XY{X: pt.X, Y: pt.Y}
+		}
+		line, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, image.Rectangle{}, fmt.Errorf("plot: series %d (%q): %w", i, s.Name, err)
+		}
+		line.Color = palette[i%len(palette)]
+		line.Width = vg.Points(2)
+		line.Dashes = dashes[(i/len(palette))%len(dashes)]
+		p.Add(line)
 		if len(s.Points) <= markerMax {
-			for _, pt := range s.Points {
-				x, y := toPx(pt)
-				xi, yi := int(math.Round(x)), int(math.Round(y))
-				fill(img, image.Rect(xi-2, yi-2, xi+3, yi+3).Intersect(plot), p.col)
+			pts, err := plotter.NewScatter(xys)
+			if err != nil {
+				return nil, image.Rectangle{}, err
+			}
+			pts.GlyphStyle.Color = line.Color
+			pts.GlyphStyle.Shape = draw.CircleGlyph{}
+			pts.GlyphStyle.Radius = vg.Points(2.5)
+			p.Add(pts)
+			if s.Name != "" {
+				legend.Add(s.Name, line, pts)
+			}
+		} else if s.Name != "" {
+			legend.Add(s.Name, line)
+		}
+	}
+
+	size := func(px int) vg.Length { return vg.Length(px) * vg.Inch / dpi }
+	canvas := vgimg.NewWith(vgimg.UseWH(size(w), size(h)), vgimg.UseDPI(dpi), vgimg.UseBackgroundColor(backgroundColor))
+	dc := draw.New(canvas)
+	if legendW := legendWidth(&legend, series); legendW > 0 {
+		// At most a third of the image; longer names run off its edge.
+		legendW = min(legendW, dc.Size().X/3)
+		right := dc
+		right.Min.X = dc.Max.X - legendW
+		right.Max.Y -= vg.Points(24) // level with the top of the data
+		dc.Max.X -= legendW + vg.Points(8)
+		legend.Draw(right)
+	}
+	area := p.DataCanvas(dc)
+	p.Draw(dc)
+	img := canvas.Image()
+	// vg's origin is at the bottom left; the image's at the top left.
+	px := func(l vg.Length) int { return int(math.Round(float64(l) * dpi / float64(vg.Inch))) }
+	rect := image.Rect(px(area.Min.X), h-px(area.Max.Y), px(area.Max.X), h-px(area.Min.Y))
+	return img, rect, nil
+}
+
+// legendWidth is the width of the legend column; 0 when no series is named.
+func legendWidth(l *gplot.Legend, series []Series) vg.Length {
+	var w vg.Length
+	for _, s := range series {
+		if s.Name != "" {
+			w = max(w, l.TextStyle.Width(s.Name))
+		}
+	}
+	if w == 0 {
+		return 0
+	}
+	return w + l.ThumbnailWidth + vg.Points(14)
+}
+
+// yWithin is the Y extent of the points with X in [lo, hi].
+func yWithin(series []Series, lo, hi float64) (ylo, yhi float64, ok bool) {
+	ylo, yhi = math.Inf(1), math.Inf(-1)
+	for _, s := range series {
+		for _, p := range s.Points {
+			if p.X >= lo && p.X <= hi {
+				ylo, yhi, ok = math.Min(ylo, p.Y), math.Max(yhi, p.Y), true
 			}
 		}
 	}
-
-	// Title and axis labels.
-	if c.Title != "" {
-		drawText(img, c.Title, (w-textWidth(c.Title))/2, 22)
-	}
-	if c.YLabel != "" {
-		drawText(img, c.YLabel, max(4, plot.Min.X-tickLen-4-textWidth(yAx.format(yAx.max))), plot.Min.Y-9)
-	}
-	if c.XLabel != "" {
-		drawText(img, c.XLabel, plot.Min.X+(plot.Dx()-textWidth(c.XLabel))/2, plot.Max.Y+tickLen+33)
-	}
-
-	// Legend outside the plot area, on the right.
-	box := image.Rect(plot.Max.X+16, plot.Min.Y, plot.Max.X+16+legendW, plot.Min.Y+8+16*len(names))
-	fill(img, box, axisColor)
-	fill(img, box.Inset(1), backgroundColor)
-	for i, name := range names {
-		y := box.Min.Y + 12 + 16*i
-		p := newPen(img, box.Inset(1), i)
-		p.line(float64(box.Min.X+8), float64(y), float64(box.Min.X+36), float64(y))
-		drawText(img, name, box.Min.X+42, y+4)
-	}
-	return img, nil
+	return ylo, yhi, ok
 }
 
 // WritePNG renders the chart and writes it to path as a PNG file.
@@ -263,24 +275,6 @@ func bounds(series []Series) (xlo, xhi, ylo, yhi float64) {
 		}
 	}
 	return xlo, xhi, ylo, yhi
-}
-
-// legendNames returns the legend entries, shortened so the legend box is at
-// most maxW pixels wide, and the box width.
-func legendNames(series []Series, maxW int) ([]string, int) {
-	const extra = 52 // padding plus the line sample
-	limit := max(4, (maxW-extra)/textWidth("0"))
-	names := make([]string, len(series))
-	longest := 0
-	for i, s := range series {
-		name := s.Name
-		if r := []rune(name); len(r) > limit {
-			name = string(r[:limit-2]) + ".."
-		}
-		names[i] = name
-		longest = max(longest, textWidth(name))
-	}
-	return names, longest + extra
 }
 
 // axis is a scaled axis: its displayed range and tick positions.
@@ -370,102 +364,13 @@ func (a axis) format(v float64) string {
 	return strconv.FormatFloat(v, 'f', dec, 64)
 }
 
-// pen draws 2 px wide, optionally dashed lines clipped to a rectangle.
-type pen struct {
-	img  *image.RGBA
-	clip image.Rectangle
-	col  color.RGBA
-	dash string // see dashes
-	pos  int    // pixels stepped so far, to continue the dash across segments
-}
-
-// newPen returns the pen for series i, clipped to clip.
-func newPen(img *image.RGBA, clip image.Rectangle, i int) pen {
-	return pen{img: img, clip: clip, col: palette[i%len(palette)], dash: dashes[(i/len(palette))%len(dashes)]}
-}
-
-// line draws from (x0, y0) to (x1, y1) with Bresenham's algorithm.
-func (p *pen) line(x0, y0, x1, y1 float64) {
-	x0, y0, x1, y1, ok := clipSegment(x0, y0, x1, y1, p.clip)
-	if !ok {
-		return
+// Ticks marks the axis's ticks for gonum/plot (gplot.Ticker).
+func (a axis) Ticks(lo, hi float64) []gplot.Tick {
+	out := make([]gplot.Tick, 0, len(a.ticks))
+	for _, v := range a.ticks {
+		out = append(out, gplot.Tick{Value: v, Label: a.format(v)})
 	}
-	ax, ay := int(math.Round(x0)), int(math.Round(y0))
-	bx, by := int(math.Round(x1)), int(math.Round(y1))
-	dx, dy := abs(bx-ax), -abs(by-ay)
-	sx, sy := sign(bx-ax), sign(by-ay)
-	e := dx + dy
-	for {
-		if p.dash == "" || p.dash[p.pos%len(p.dash)] == 'x' {
-			fill(p.img, image.Rect(ax, ay, ax+2, ay+2).Intersect(p.clip), p.col)
-		}
-		p.pos++
-		if ax == bx && ay == by {
-			return
-		}
-		e2 := 2 * e
-		if e2 >= dy {
-			e, ax = e+dy, ax+sx
-		}
-		if e2 <= dx {
-			e, ay = e+dx, ay+sy
-		}
-	}
-}
-
-// clipSegment clips a segment to the pixel centres of r (Liang-Barsky),
-// reporting false when nothing of it is inside.
-func clipSegment(x0, y0, x1, y1 float64, r image.Rectangle) (float64, float64, float64, float64, bool) {
-	dx, dy := x1-x0, y1-y0
-	t0, t1 := 0.0, 1.0
-	edges := [4][2]float64{
-		{-dx, x0 - float64(r.Min.X)}, {dx, float64(r.Max.X-1) - x0},
-		{-dy, y0 - float64(r.Min.Y)}, {dy, float64(r.Max.Y-1) - y0},
-	}
-	for _, e := range edges {
-		p, q := e[0], e[1]
-		if p == 0 {
-			if q < 0 {
-				return 0, 0, 0, 0, false
-			}
-			continue
-		}
-		t := q / p
-		if p < 0 {
-			if t > t1 {
-				return 0, 0, 0, 0, false
-			}
-			t0 = math.Max(t0, t)
-		} else {
-			if t < t0 {
-				return 0, 0, 0, 0, false
-			}
-			t1 = math.Min(t1, t)
-		}
-	}
-	return x0 + t0*dx, y0 + t0*dy, x0 + t1*dx, y0 + t1*dy, true
-}
-
-// fill paints r (clipped to the image) in a solid colour.
-func fill(img *image.RGBA, r image.Rectangle, c color.RGBA) {
-	draw.Draw(img, r, image.NewUniform(c), image.Point{}, draw.Src)
-}
-
-// drawText draws s in the axis colour with its baseline at y.
-func drawText(img *image.RGBA, s string, x, y int) {
-	d := font.Drawer{Dst: img, Src: image.NewUniform(axisColor), Face: basicfont.Face7x13, Dot: fixed.P(x, y)}
-	d.DrawString(s)
-}
-
-// textWidth returns the width of s in pixels.
-func textWidth(s string) int {
-	return font.MeasureString(basicfont.Face7x13, s).Ceil()
+	return out
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
-func clamp(v, lo, hi int) int { return max(lo, min(hi, v)) }
-
-func abs(v int) int { return max(v, -v) }
-
-func sign(v int) int { return cmp.Compare(v, 0) }
