@@ -72,7 +72,7 @@ func TestNodesAndTop(t *testing.T) {
 		{name: "w1", resource: "nvidia.com/mig-3g.20gb", count: 1},
 		{name: "w2", resource: "nvidia.com/gpu", count: 1},
 		{name: "w3", resource: "nvidia.com/mig-2g.10gb", count: 1},
-		{name: "w4", resource: "nvidia.com/gpu", count: 3},
+		{name: "w4", resource: "nvidia.com/gpu", count: 2}, // two replicas on distinct GPUs (gpuslice's default)
 		{name: "w5", resource: "nvidia.com/mig-1g.5gb", count: 1},
 	}
 	for _, w := range workload {
