@@ -103,7 +103,6 @@ func barPlot(title string, names []string, values plotter.Values, labels []strin
 		top = math.Max(top, v)
 	}
 	top = math.Max(top*1.4, 1)
-	p.Y.Min, p.Y.Max = 0, top
 
 	xys := make(plotter.XYs, len(values))
 	for i, v := range values {
@@ -129,6 +128,8 @@ func barPlot(title string, names []string, values plotter.Values, labels []strin
 	line.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
 	p.Add(line)
 	p.Legend.Add(todayLabel, line)
+	// After the plotters: Add widens the axes to their data.
+	p.Y.Min, p.Y.Max = 0, top
 	p.Legend.Top = true
 	p.Legend.TextStyle.Font.Size = vg.Points(10)
 	return p, nil

@@ -127,7 +127,6 @@ func (c *Chart) render() (image.Image, image.Rectangle, error) {
 	p.Title.Text = c.Title
 	p.Title.TextStyle.Font.Size = vg.Points(13)
 	p.X.Label.Text, p.Y.Label.Text = c.XLabel, c.YLabel
-	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = xAx.min, xAx.max, yAx.min, yAx.max
 	p.X.Tick.Marker, p.Y.Tick.Marker = xAx, yAx
 	p.X.Padding, p.Y.Padding = 0, 0
 	grid := plotter.NewGrid()
@@ -141,7 +140,7 @@ func (c *Chart) render() (image.Image, image.Rectangle, error) {
 	for i, s := range series {
 		xys := make(plotter.XYs, len(s.Points))
 		for j, pt := range s.Points {
-			xys[j] = plotter.XY{X: pt.X, Y: pt.Y}
+			xys[j] = plotter.XY{X: clampTo(pt.X, xAx), Y: clampTo(pt.Y, yAx)}
 		}
 		line, err := plotter.NewLine(xys)
 		if err != nil {
@@ -168,6 +167,9 @@ func (c *Chart) render() (image.Image, image.Rectangle, error) {
 		}
 	}
 
+	// After the plotters: Add widens the axes to their data.
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = xAx.min, xAx.max, yAx.min, yAx.max
+
 	size := func(px int) vg.Length { return vg.Length(px) * vg.Inch / dpi }
 	canvas := vgimg.NewWith(vgimg.UseWH(size(w), size(h)), vgimg.UseDPI(dpi), vgimg.UseBackgroundColor(backgroundColor))
 	dc := draw.New(canvas)
@@ -187,6 +189,14 @@ func (c *Chart) render() (image.Image, image.Rectangle, error) {
 	px := func(l vg.Length) int { return int(math.Round(float64(l) * dpi / float64(vg.Inch))) }
 	rect := image.Rect(px(area.Min.X), h-px(area.Max.Y), px(area.Max.X), h-px(area.Min.Y))
 	return img, rect, nil
+}
+
+// clampTo keeps a value within a thousand axis lengths of the axis, so that
+// far-away points (1e300) clip to the data area without overflowing; the
+// slope error inside the area is below a pixel.
+func clampTo(v float64, a axis) float64 {
+	span := 1000 * (a.max - a.min)
+	return math.Max(a.min-span, math.Min(a.max+span, v))
 }
 
 // legendWidth is the width of the legend column; 0 when no series is named.

@@ -145,6 +145,31 @@ func TestZoomRescalesY(t *testing.T) {
 	if _, err := c.Render(); err != nil {
 		t.Fatal(err)
 	}
+
+	// The drawing honours the zoom: from (80,80) to (130,130) the line runs
+	// from the data area's bottom-left corner to its top-right one; the
+	// point at x=0 (y=200) outside the zoom does not pull it to the top left.
+	z := &Chart{Width: 400, Height: 300, XMin: 80, XMax: 130, Series: []Series{{Points: []Point{{0, 200}, {80, 80}, {130, 130}}}}}
+	img, area, err := z.render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	near := func(x, y int) bool {
+		for dy := -4; dy <= 4; dy++ {
+			for dx := -4; dx <= 4; dx++ {
+				if color.RGBAModel.Convert(img.At(x+dx, y+dy)) == palette[0] {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if !near(area.Min.X+4, area.Max.Y-4) || !near(area.Max.X-4, area.Min.Y+4) {
+		t.Error("zoomed line does not run corner to corner")
+	}
+	if near(area.Min.X+4, area.Min.Y+4) {
+		t.Error("line drawn at the top left: the zoom was widened to the data")
+	}
 }
 
 func TestRenderErrors(t *testing.T) {
