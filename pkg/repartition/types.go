@@ -1,0 +1,164 @@
+package repartition
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+)
+
+// Strategy chooses among the layouts that serve pending pods.
+type Strategy string
+
+const (
+	// FragmentationAware serves the most pending pods (highest priority
+	// first) and, among layouts that serve as many, strands the least free
+	// capacity for the learned mix.
+	FragmentationAware Strategy = "fragmentation-aware"
+	// FirstFit takes, GPU by GPU, the first layout (in a fixed order) that
+	// serves at least one pending pod: the approach of planners that
+	// simulate candidate geometries until one lets the pods schedule. It is
+	// a baseline for benchmarks.
+	FirstFit Strategy = "first-fit"
+)
+
+// Config is the planner's settings.
+type Config struct {
+	Strategy Strategy
+	// MinGPUInterval is the least time between two changes of one GPU.
+	MinGPUInterval time.Duration
+	// MaxNodesInFlight caps the nodes reconfiguring at once, those already
+	// reconfiguring included. A reconfiguration takes the device plugin of
+	// the whole node down for its duration.
+	MaxNodesInFlight int
+	// BackoffBase is how long a node whose run failed is left alone; it
+	// doubles with each further failure up to BackoffMax.
+	BackoffBase, BackoffMax time.Duration
+	// MinDemandAge: pods pending for less are not acted on (they may still
+	// fit once the scheduler retries; a burst that clears by itself is no
+	// reason to rebuild a GPU).
+	MinDemandAge time.Duration
+}
+
+// DefaultConfig is a conservative configuration.
+func DefaultConfig() Config {
+	return Config{
+		Strategy:         FragmentationAware,
+		MinGPUInterval:   10 * time.Minute,
+		MaxNodesInFlight: 2,
+		BackoffBase:      5 * time.Minute,
+		BackoffMax:       time.Hour,
+		MinDemandAge:     30 * time.Second,
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch c.Strategy {
+	case FragmentationAware, FirstFit:
+	default:
+		return fmt.Errorf("unknown repartition strategy %q (want %s or %s)", c.Strategy, FragmentationAware, FirstFit)
+	}
+	if c.MinGPUInterval < 0 || c.BackoffBase < 0 || c.BackoffMax < 0 || c.MinDemandAge < 0 {
+		return fmt.Errorf("durations must not be negative (min GPU interval %v, back-off %v..%v, min demand age %v)", c.MinGPUInterval, c.BackoffBase, c.BackoffMax, c.MinDemandAge)
+	}
+	if c.BackoffMax < c.BackoffBase {
+		return fmt.Errorf("back-off maximum %v is below its base %v", c.BackoffMax, c.BackoffBase)
+	}
+	if c.MaxNodesInFlight < 1 {
+		return fmt.Errorf("max nodes in flight must be at least 1, got %d", c.MaxNodesInFlight)
+	}
+	return nil
+}
+
+// Demand is one pending pod that gpuslice could not place for want of a
+// MIG device.
+type Demand struct {
+	// Pod identifies the pod (namespace/name or UID).
+	Pod      string
+	Request  *podrequest.Request
+	Since    time.Time
+	Priority int32
+}
+
+// NodeState is one node as the planner sees it.
+type NodeState struct {
+	Topology *topology.Node
+	// Allocated is every device held on the node: bound, assumed and
+	// reserved pods, and what the exporter read back from the kubelet.
+	Allocated []allocator.ResourceDevices
+	// BusyGPUs are GPU indexes that must not change for reasons the
+	// allocation list does not show (e.g. a pod the read-back has not
+	// reported yet).
+	BusyGPUs []int
+	// Reconfiguring is true while a MIG manager run is under way on the
+	// node (or its allocatable does not show the last layout yet): it takes
+	// no change and counts against MaxNodesInFlight.
+	Reconfiguring bool
+}
+
+// Input is one planning round.
+type Input struct {
+	Now     time.Time
+	Nodes   []NodeState
+	Pending []Demand
+	// Mix is the learned workload mix; nil or empty leaves the mix out.
+	Mix *allocator.Mix
+}
+
+// Change is one GPU's new layout.
+type Change struct {
+	GPU     int // the GPU's index
+	UUID    string
+	Product string
+	// From and To are instance counts per profile.
+	From, To map[string]int
+	// Instances are the instances largest-first creation builds for To,
+	// without device IDs.
+	Instances []topology.GPUInstance
+}
+
+// String reads "GPU 3: 7×1g.10gb → 2×3g.40gb".
+func (c *Change) String() string {
+	return fmt.Sprintf("GPU %d: %s → %s", c.GPU, topology.FormatCounts(c.From), topology.FormatCounts(c.To))
+}
+
+// NodePlan is what one node is asked to become.
+type NodePlan struct {
+	Node    string
+	Changes []Change
+	// Layout is the instance counts of every MIG-enabled GPU of the node
+	// after the change, by GPU index, unchanged GPUs included: what a
+	// mig-parted named config for the node lists.
+	Layout map[int]map[string]int
+	// Serves are the pending pods (Demand.Pod) the new layout is verified
+	// to serve.
+	Serves []string
+	// Proposed is the node's topology after the change; new instances carry
+	// placeholder device IDs ("planned-...").
+	Proposed *topology.Node
+}
+
+// Plan is the outcome of one round.
+type Plan struct {
+	Nodes []NodePlan
+	// FitNow are pending pods that fit somewhere without any change.
+	FitNow []string
+	// Young are pending pods younger than MinDemandAge, left for later.
+	Young []string
+	// Unserved are pending pods no allowed change serves now.
+	Unserved []string
+	// Rejected says why proposals were dropped (verification failures).
+	Rejected []string
+}
+
+// Changes counts the GPUs the plan changes.
+func (p *Plan) Changes() int {
+	n := 0
+	for i := range p.Nodes {
+		n += len(p.Nodes[i].Changes)
+	}
+	return n
+}
