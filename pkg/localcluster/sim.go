@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/gpuslice/gpuslice/pkg/exporter/agent"
 	"github.com/gpuslice/gpuslice/pkg/exporter/dpconfig"
@@ -189,40 +188,14 @@ func (n *SimNode) SetLayout(ctx context.Context, profiles []string) error {
 	if err != nil {
 		return err
 	}
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.Spec.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		for name := range node.Status.Capacity {
-			if _, gpu := res[name]; !gpu && len(name) > 11 && name[:11] == "nvidia.com/" {
-				delete(node.Status.Capacity, name)
-				delete(node.Status.Allocatable, name)
-			}
-		}
-		for name, q := range res {
-			node.Status.Capacity[name] = q
-			node.Status.Allocatable[name] = q
-		}
-		_, err = n.kube.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
+	if err := n.setDeviceResources(ctx, res); err != nil {
 		return err
 	}
 	return n.setMIGConfigState(ctx, "success")
 }
 
 func (n *SimNode) setMIGConfigState(ctx context.Context, state string) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.Spec.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		node.Labels[agent.MIGConfigStateLabel] = state
-		_, err = n.kube.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
-		return err
-	})
+	return n.setNodeLabels(ctx, map[string]string{agent.MIGConfigStateLabel: state})
 }
 
 func capacity(topo *topology.Node) (corev1.ResourceList, error) {

@@ -47,7 +47,7 @@ type migPartedFile struct {
 
 type migPartedEntry struct {
 	// DeviceFilter is a PCI ID string or a list of them; nil when absent.
-	DeviceFilter any `json:"device-filter"`
+	DeviceFilter any `json:"device-filter,omitempty"`
 	// Devices is "all" or a list of GPU indexes.
 	Devices    any            `json:"devices"`
 	MIGEnabled bool           `json:"mig-enabled"`
