@@ -36,6 +36,7 @@ func (s *Scheduler) Admit(ctx context.Context, pod *v1.Pod, d Decision) (*alloca
 		return nil, fmt.Errorf("pod %s: %w", pod.Name, err)
 	}
 	var placement *allocator.Placement
+	var devs []allocator.ResourceDevices
 	if !req.Empty() {
 		reject := func(reason string) (*allocator.Placement, error) {
 			s.fw.RunReservePluginsUnreserve(ctx, d.state, pod, d.Node)
@@ -50,7 +51,7 @@ func (s *Scheduler) Admit(ctx context.Context, pod *v1.Pod, d Decision) (*alloca
 		if !v.OK() {
 			return reject(v.Reason())
 		}
-		devs := p.Devices()
+		devs = p.Devices()
 		if err := dev.Apply(devs); err != nil {
 			return reject(err.Error())
 		}
@@ -66,6 +67,7 @@ func (s *Scheduler) Admit(ctx context.Context, pod *v1.Pod, d Decision) (*alloca
 		return nil, fmt.Errorf("pod %s: %w", pod.Name, err)
 	}
 	s.nodes[ni].AddPodInfo(pi)
+	s.bound[bound.UID] = &boundPod{pod: bound, node: ni, devices: devs}
 	s.shared.ObservePod(s.logger, bound)
 	s.stats.Scheduled++
 	return placement, nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	resourceslicetracker "k8s.io/dynamic-resource-allocation/resourceslice/tracker"
@@ -65,6 +66,9 @@ type Scheduler struct {
 	rng     *rand.Rand
 	logger  klog.Logger
 	stats   Stats
+	// bound are the admitted pods, for Remove and reconfigurations.
+	bound map[types.UID]*boundPod
+	topos map[string]*topology.Node
 }
 
 // Stats count what happened over a Scheduler's life.
@@ -96,7 +100,7 @@ func New(ctx context.Context, opts Options) (*Scheduler, error) {
 	s := &Scheduler{
 		index: make(map[string]int, len(opts.Nodes)), shared: shared, gpuCache: gpuCache, cat: cat,
 		devices: make([]*allocator.State, len(opts.Nodes)), percent: opts.Profile.PercentageOfNodesToScore,
-		rng: opts.Rand, logger: logger,
+		rng: opts.Rand, logger: logger, bound: map[types.UID]*boundPod{}, topos: map[string]*topology.Node{},
 	}
 	var v1nodes []*v1.Node
 	for i, n := range opts.Nodes {
@@ -120,6 +124,7 @@ func New(ctx context.Context, opts Options) (*Scheduler, error) {
 			return nil, fmt.Errorf("node %s: %w", name, err)
 		}
 		s.devices[i] = allocator.NewState(compiled)
+		s.topos[name] = n.Topology
 		gpuCache.SetTopology(name, &cache.Topology{Node: n.Topology, State: "Ready"})
 		gpuCache.SetHeartbeat(name, start)
 	}

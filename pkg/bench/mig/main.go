@@ -28,6 +28,11 @@ import (
 
 // Main runs the mig benchmark with command-line args, writing results to stdout.
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
+	for _, a := range args {
+		if a == "--dynamic" || a == "-dynamic" || a == "--dynamic=true" || a == "-dynamic=true" {
+			return DynamicMain(ctx, args, stdout)
+		}
+	}
 	fs := flag.NewFlagSet("mig", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	partedPath := fs.String("mig-parted", "../shared/data/mig-parted-config-default.yaml", "NVIDIA mig-parted config-default.yaml with the named MIG layouts")
