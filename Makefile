@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-unit verify fmt vet tidy-check bench fuzz clean demo bench-throughput bench-mig bench-openb
+.PHONY: all build test test-unit verify fmt vet tidy-check bench fuzz clean demo bench-throughput bench-mig bench-mig-dynamic bench-openb
 
 all: build
 
@@ -127,6 +127,17 @@ bench-openb:
 MIG_FLAGS ?=
 bench-mig:
 	$(GO) run ./cmd/gpuslice-bench mig $(MIG_FLAGS)
+
+# bench-mig-dynamic runs demand that shifts (inference -> training -> mixed
+# -> inference) with arrivals and departures on 16 eight-GPU A100/H100
+# nodes: NVIDIA's named static layouts vs a first-fit repartition planner
+# vs gpuslice's, both asking a modelled MIG manager for layouts. The last
+# line is placed_ratio=<gpuslice-dynamic / best static layout, pods placed
+# at the heaviest load>. MIG_DYNAMIC_FLAGS are passed on (e.g. --loads
+# 0.5,0.8 --seed 2 --reconfig 6m --json).
+MIG_DYNAMIC_FLAGS ?=
+bench-mig-dynamic:
+	$(GO) run ./cmd/gpuslice-bench mig --dynamic $(MIG_DYNAMIC_FLAGS) 2>/dev/null
 
 # fuzz runs each fuzz target for FUZZTIME.
 fuzz:

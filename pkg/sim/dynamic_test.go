@@ -36,15 +36,16 @@ func TestReconfigureAndRemove(t *testing.T) {
 	}
 	// Rebuild the idle GPU as 2×3g.
 	old := s.Topology("h")
-	busyGPU := 0
-	if !strings.HasPrefix(held, old.GPUs[0].Instances[0].DeviceID[:len(old.GPUs[0].Instances[0].DeviceID)-2]) {
-		for gi, g := range old.GPUs {
-			for _, in := range g.Instances {
-				if in.DeviceID == held {
-					busyGPU = gi
-				}
+	busyGPU := -1
+	for gi, g := range old.GPUs {
+		for _, in := range g.Instances {
+			if in.DeviceID == held {
+				busyGPU = gi
 			}
 		}
+	}
+	if busyGPU < 0 {
+		t.Fatalf("device %s not on the node", held)
 	}
 	idle := 1 - busyGPU
 	m, _ := topology.NewCatalog().Lookup(old.GPUs[idle].Product)
