@@ -137,7 +137,7 @@ bench-mig:
 # 0.5,0.8 --seed 2 --reconfig 6m --json).
 MIG_DYNAMIC_FLAGS ?=
 bench-mig-dynamic:
-	$(GO) run ./cmd/gpuslice-bench mig --dynamic $(MIG_DYNAMIC_FLAGS) 2>/dev/null
+	$(GO) run ./cmd/gpuslice-bench mig --dynamic $(MIG_DYNAMIC_FLAGS)
 
 # fuzz runs each fuzz target for FUZZTIME.
 fuzz:

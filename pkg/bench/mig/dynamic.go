@@ -9,7 +9,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
@@ -115,6 +117,9 @@ type reconfiguring struct {
 // fragmentation-aware one or first-fit) asking a modelled MIG manager for
 // new layouts.
 func RunDynamic(ctx context.Context, o DynOptions, arrivals []arrival) (*DynResult, error) {
+	// The framework logs each profile's set-up at info level; a run builds
+	// one scheduler, and its log would drown the report.
+	ctx = klog.NewContext(ctx, logr.Discard())
 	cat := topology.NewCatalog()
 	nodes, _, err := o.Cluster.Build(cat)
 	if err != nil {
