@@ -97,7 +97,9 @@ type FakeMIGManager struct {
 	runs    []MIGRun
 	handled string
 	running bool
-	wake    chan struct{}
+	// startedAt is when the manager (its pod) started.
+	startedAt time.Time
+	wake      chan struct{}
 }
 
 type mountedConfig struct {
@@ -108,7 +110,7 @@ type mountedConfig struct {
 // StartMIGManager starts the node's fake MIG manager; it stops with ctx.
 func (n *SimNode) StartMIGManager(ctx context.Context, o MIGManagerOptions) *FakeMIGManager {
 	o.defaults()
-	m := &FakeMIGManager{n: n, opts: o, cat: topology.NewCatalog(), wake: make(chan struct{}, 1)}
+	m := &FakeMIGManager{n: n, opts: o, cat: topology.NewCatalog(), wake: make(chan struct{}, 1), startedAt: time.Now()}
 	nodes := informers.NewSharedInformerFactoryWithOptions(n.kube, 0, informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 		lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", n.Spec.Name).String()
 	}))
@@ -175,7 +177,13 @@ func (m *FakeMIGManager) observeConfig(obj any) {
 		return
 	}
 	m.mu.Lock()
-	m.mounted = append(m.mounted, mountedConfig{data: cm.Data[m.opts.ConfigKey], at: time.Now()})
+	at := time.Now()
+	if len(m.mounted) == 0 && m.startedAt.Sub(cm.CreationTimestamp.Time) > 0 && at.Sub(m.startedAt) < time.Second {
+		// A ConfigMap that existed when MIG manager's pod started is in
+		// the volume from the start.
+		at = time.Time{}
+	}
+	m.mounted = append(m.mounted, mountedConfig{data: cm.Data[m.opts.ConfigKey], at: at})
 	m.mu.Unlock()
 }
 

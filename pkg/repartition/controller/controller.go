@@ -1,0 +1,584 @@
+// Package controller applies the repartition planner's layouts through
+// NVIDIA's stock MIG manager: it writes a named config that lists every GPU
+// index of the node into the mig-parted ConfigMap MIG manager reads, waits
+// for the update to propagate, sets nvidia.com/mig.config, follows
+// nvidia.com/mig.config.state, and counts the node as reconfiguring until
+// its allocatable shows the new layout. It garbage-collects the named
+// configs it wrote that no node uses any more. It is off unless started;
+// run it under leader election (RunWithLeaderElection), one per cluster.
+//
+// It reads only what the API shows: GPUNodes (topology and the exporter's
+// PodResources read-back: the truth about allocated devices), Nodes
+// (labels, allocatable), and pods (gpuslice's assignment annotation on
+// bound pods the read-back has not reported yet; pending pods the
+// scheduler marked Unschedulable). It writes the one ConfigMap, the MIG
+// config label of the nodes it may touch, and events.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
+
+	"github.com/gpuslice/gpuslice/pkg/allocator"
+	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
+	"github.com/gpuslice/gpuslice/pkg/assignment"
+	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
+	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/repartition"
+	"github.com/gpuslice/gpuslice/pkg/topology"
+)
+
+// ConfigPrefix starts the names of the configs the controller writes.
+const ConfigPrefix = "gpuslice-"
+
+// Options configure a Controller.
+type Options struct {
+	// ConfigMapNamespace/ConfigMapName/ConfigKey: the mig-parted config
+	// the GPU operator mounts into MIG manager (migManager.config.name).
+	ConfigMapNamespace, ConfigMapName, ConfigKey string
+	// Nodes selects the nodes the controller may reconfigure.
+	Nodes labels.Selector
+	// SchedulerNames are the schedulerName values of the pods whose demand
+	// counts (gpuslice's profiles).
+	SchedulerNames []string
+	// Window is how often the planner runs (demand is batched over it).
+	Window time.Duration
+	// Propagation is how long to wait after writing the ConfigMap before
+	// setting the label (kubelet's ConfigMap sync; up to about a minute).
+	Propagation time.Duration
+	// Timeout: a run that has not ended after this long counts as failed.
+	Timeout time.Duration
+	Planner repartition.Config
+	Catalog *topology.Catalog
+	// Recorder emits events on nodes and pods (nil: none).
+	Recorder record.EventRecorder
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Stats are the controller's counters.
+type Stats struct {
+	// Runs are MIG manager runs asked for; GPUs the GPUs they change.
+	Runs, GPUs int
+	// Succeeded and Failed count finished runs.
+	Succeeded, Failed int
+	// PodsServed counts pending pods the asked-for layouts were verified to
+	// serve.
+	PodsServed int
+}
+
+// Controller is the repartition controller.
+type Controller struct {
+	kube    kubernetes.Interface
+	gpu     versioned.Interface
+	opts    Options
+	planner *repartition.Planner
+	learner *allocator.MixLearner
+
+	mu       sync.Mutex
+	inflight map[string]*run
+	lastPlan time.Time
+	stats    Stats
+	seq      int
+}
+
+type run struct {
+	plan      repartition.NodePlan
+	config    string
+	written   time.Time
+	labelled  bool
+	expect    map[string]int64
+	startedAt time.Time
+}
+
+// New validates the options and returns a controller.
+func New(kube kubernetes.Interface, gpu versioned.Interface, o Options) (*Controller, error) {
+	if o.ConfigMapNamespace == "" || o.ConfigMapName == "" {
+		return nil, fmt.Errorf("repartition controller: the mig-parted ConfigMap's namespace and name are required")
+	}
+	if o.ConfigKey == "" {
+		o.ConfigKey = "config.yaml"
+	}
+	if o.Nodes == nil {
+		return nil, fmt.Errorf("repartition controller: a node selector is required (which nodes it may reconfigure)")
+	}
+	if len(o.SchedulerNames) == 0 {
+		return nil, fmt.Errorf("repartition controller: no scheduler names")
+	}
+	if o.Window <= 0 || o.Propagation < 0 || o.Timeout <= 0 {
+		return nil, fmt.Errorf("repartition controller: window %v and timeout %v must be positive, propagation %v not negative", o.Window, o.Timeout, o.Propagation)
+	}
+	if o.Catalog == nil {
+		o.Catalog = topology.NewCatalog()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	p, err := repartition.New(o.Planner, o.Catalog)
+	if err != nil {
+		return nil, err
+	}
+	return &Controller{kube: kube, gpu: gpu, opts: o, planner: p, learner: allocator.NewMixLearner(200, 32), inflight: map[string]*run{}}, nil
+}
+
+// Stats returns the counters.
+func (c *Controller) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// InFlight lists the nodes being reconfigured.
+func (c *Controller) InFlight() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for n := range c.inflight {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Run syncs every tick until ctx ends.
+func (c *Controller) Run(ctx context.Context, tick time.Duration) {
+	logger := klog.FromContext(ctx)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		if err := c.Sync(ctx); err != nil {
+			logger.Error(err, "repartition sync")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// snapshot is what one sync reads from the API.
+type snapshot struct {
+	nodes    map[string]*corev1.Node
+	gpuNodes map[string]*gpusliceapi.GPUNode
+	pods     []corev1.Pod
+}
+
+func (c *Controller) read(ctx context.Context) (*snapshot, error) {
+	s := &snapshot{nodes: map[string]*corev1.Node{}, gpuNodes: map[string]*gpusliceapi.GPUNode{}}
+	nl, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: c.opts.Nodes.String()})
+	if err != nil {
+		return nil, err
+	}
+	for i := range nl.Items {
+		s.nodes[nl.Items[i].Name] = &nl.Items[i]
+	}
+	gl, err := c.gpu.GpusliceV1alpha1().GPUNodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range gl.Items {
+		s.gpuNodes[gl.Items[i].Name] = &gl.Items[i]
+	}
+	pl, err := c.kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	s.pods = pl.Items
+	return s, nil
+}
+
+// Sync advances the runs in flight and, once per window, plans.
+func (c *Controller) Sync(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	snap, err := c.read(ctx)
+	if err != nil {
+		return err
+	}
+	now := c.opts.Now()
+	if err := c.advance(ctx, snap, now); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	due := now.Sub(c.lastPlan) >= c.opts.Window
+	if due {
+		c.lastPlan = now
+	}
+	c.mu.Unlock()
+	if !due {
+		return nil
+	}
+	in := c.input(logger, snap, now)
+	plan := c.planner.Plan(in)
+	for _, r := range plan.Rejected {
+		logger.V(2).Info("repartition proposal rejected", "reason", r)
+	}
+	if len(plan.Nodes) == 0 {
+		return nil
+	}
+	c.planner.Commit(plan, now)
+	for i := range plan.Nodes {
+		if err := c.start(ctx, snap, &plan.Nodes[i], now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// input builds the planner's input from the snapshot.
+func (c *Controller) input(logger klog.Logger, snap *snapshot, now time.Time) repartition.Input {
+	in := repartition.Input{Now: now}
+	sched := map[string]bool{}
+	for _, n := range c.opts.SchedulerNames {
+		sched[n] = true
+	}
+	// Devices of bound pods the read-back may not show yet, per node.
+	assigned := map[string][]allocator.ResourceDevices{}
+	for i := range snap.pods {
+		p := &snap.pods[i]
+		if !sched[p.Spec.SchedulerName] {
+			continue
+		}
+		req, err := podrequest.Parse(p, podrequest.Options{Catalog: c.opts.Catalog})
+		if err != nil || req.Empty() {
+			continue
+		}
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		c.learner.ObserveOnce(string(p.UID), req, allocator.Host{})
+		if p.Spec.NodeName != "" {
+			if a, err := assignment.FromPod(p); err == nil && a != nil {
+				assigned[p.Spec.NodeName] = append(assigned[p.Spec.NodeName], a.Placement().Devices()...)
+			}
+			continue
+		}
+		since, unschedulable := unschedulableSince(p)
+		if !unschedulable {
+			continue
+		}
+		prio := int32(0)
+		if p.Spec.Priority != nil {
+			prio = *p.Spec.Priority
+		}
+		in.Pending = append(in.Pending, repartition.Demand{Pod: p.Namespace + "/" + p.Name, Request: req, Since: since, Priority: prio})
+	}
+	in.Mix = c.learner.Snapshot(0.01)
+	names := make([]string, 0, len(snap.nodes))
+	for n := range snap.nodes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, name := range names {
+		gn, ok := snap.gpuNodes[name]
+		if !ok {
+			continue
+		}
+		topo := gn.Spec.Topology()
+		ns := repartition.NodeState{Topology: topo}
+		for _, pa := range gn.Spec.Allocations {
+			for _, ca := range pa.Containers {
+				for _, d := range ca.Devices {
+					ns.Allocated = append(ns.Allocated, allocator.ResourceDevices{Resource: d.Resource, DeviceIDs: append([]string(nil), d.DeviceIDs...)})
+				}
+			}
+		}
+		// Devices the read-back already shows are not listed twice.
+		ns.BusyGPUs = busyGPUs(topo, assigned[name])
+		_, flying := c.inflight[name]
+		ns.Reconfiguring = flying || gn.Spec.State != gpusliceapi.StateReady || !settled(snap.nodes[name], topo)
+		in.Nodes = append(in.Nodes, ns)
+	}
+	return in
+}
+
+// unschedulableSince reports whether the scheduler marked the pod
+// Unschedulable, and since when.
+func unschedulableSince(p *corev1.Pod) (time.Time, bool) {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			since := c.LastTransitionTime.Time
+			if since.IsZero() {
+				since = p.CreationTimestamp.Time
+			}
+			return since, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// busyGPUs are the indexes of the GPUs holding any of the devices.
+func busyGPUs(t *topology.Node, devs []allocator.ResourceDevices) []int {
+	units, err := t.Units()
+	if err != nil {
+		return nil
+	}
+	gpuOf := map[string]int{}
+	for _, u := range units {
+		gpuOf[u.DeviceID] = t.GPUs[u.GPU].Index
+	}
+	seen := map[int]bool{}
+	var out []int
+	for _, rd := range devs {
+		for _, id := range rd.DeviceIDs {
+			base, _, _ := strings.Cut(id, topology.ReplicaSeparator)
+			if i, ok := gpuOf[base]; ok && !seen[i] {
+				seen[i] = true
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+// settled reports whether MIG manager is idle on the node and its
+// allocatable shows what the topology advertises.
+func settled(n *corev1.Node, t *topology.Node) bool {
+	if n == nil {
+		return false
+	}
+	if st, ok := n.Labels[topology.MIGConfigStateLabel]; ok && st != "success" {
+		return false
+	}
+	caps, err := t.Capacity()
+	if err != nil {
+		return false
+	}
+	return allocatableShows(n, caps)
+}
+
+func allocatableShows(n *corev1.Node, caps map[string]int64) bool {
+	for r, want := range caps {
+		q, ok := n.Status.Allocatable[corev1.ResourceName(r)]
+		if !ok || q.Value() != want {
+			return false
+		}
+	}
+	for r, q := range n.Status.Allocatable {
+		if strings.HasPrefix(string(r), topology.MIGResourcePrefix) && q.Value() != 0 {
+			if _, ok := caps[string(r)]; !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// start writes the node's named config and records the run; the label is
+// set once the write has propagated.
+func (c *Controller) start(ctx context.Context, snap *snapshot, np *repartition.NodePlan, now time.Time) error {
+	c.mu.Lock()
+	c.seq++
+	name := fmt.Sprintf("%s%s-%d-%d", ConfigPrefix, np.Node, now.Unix(), c.seq)
+	c.mu.Unlock()
+	var disabled []int
+	for _, g := range np.Proposed.GPUs {
+		if !g.MIGEnabled {
+			disabled = append(disabled, g.Index)
+		}
+	}
+	entries := topology.PerGPUConfig(np.Layout, disabled)
+	if err := c.updateConfigs(ctx, func(f *topology.MIGParted) { f.Configs[name] = entries }); err != nil {
+		return err
+	}
+	caps, err := np.Proposed.Capacity()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.inflight[np.Node] = &run{plan: *np, config: name, written: now, expect: caps, startedAt: now}
+	c.stats.Runs++
+	c.stats.GPUs += len(np.Changes)
+	c.stats.PodsServed += len(np.Serves)
+	c.mu.Unlock()
+	if c.opts.Recorder != nil {
+		if n := snap.nodes[np.Node]; n != nil {
+			for _, ch := range np.Changes {
+				c.opts.Recorder.Eventf(n, corev1.EventTypeNormal, "Repartitioning", "repartitioning %s of node %s: %s → %s for %d pending pods (MIG config %s)",
+					fmt.Sprintf("GPU %d", ch.GPU), np.Node, topology.FormatCounts(ch.From), topology.FormatCounts(ch.To), len(np.Serves), name)
+			}
+		}
+		for _, key := range np.Serves {
+			for i := range snap.pods {
+				p := &snap.pods[i]
+				if p.Namespace+"/"+p.Name == key {
+					c.opts.Recorder.Eventf(p, corev1.EventTypeNormal, "WaitingForRepartition", "node %s is being repartitioned for this pod (MIG config %s)", np.Node, name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// advance moves runs on: sets the label once the config has propagated,
+// ends runs on success (with allocatable showing the layout) or failure,
+// and garbage-collects configs.
+func (c *Controller) advance(ctx context.Context, snap *snapshot, now time.Time) error {
+	c.mu.Lock()
+	runs := make(map[string]*run, len(c.inflight))
+	for k, v := range c.inflight {
+		runs[k] = v
+	}
+	c.mu.Unlock()
+	ended := false
+	for node, r := range runs {
+		n := snap.nodes[node]
+		if n == nil {
+			c.finish(node, false, "node gone or no longer selected", nil)
+			ended = true
+			continue
+		}
+		if !r.labelled {
+			if now.Sub(r.written) < c.opts.Propagation {
+				continue
+			}
+			if err := c.setLabel(ctx, node, r.config); err != nil {
+				return err
+			}
+			c.mu.Lock()
+			r.labelled = true
+			c.mu.Unlock()
+			continue
+		}
+		state := n.Labels[topology.MIGConfigStateLabel]
+		switch {
+		case n.Labels[topology.MIGConfigLabel] != r.config:
+			// Someone else changed the label: not ours to follow.
+			c.finish(node, false, "nvidia.com/mig.config changed by someone else", n)
+			ended = true
+		case state == "failed":
+			c.finish(node, false, "MIG manager reported failed", n)
+			ended = true
+		case state == "success" && allocatableShows(n, r.expect):
+			c.finish(node, true, "", n)
+			ended = true
+		case now.Sub(r.startedAt) > c.opts.Timeout:
+			c.finish(node, false, fmt.Sprintf("no success within %v", c.opts.Timeout), n)
+			ended = true
+		}
+	}
+	if ended {
+		return c.gc(ctx, snap)
+	}
+	return nil
+}
+
+func (c *Controller) finish(node string, ok bool, why string, n *corev1.Node) {
+	c.mu.Lock()
+	r := c.inflight[node]
+	delete(c.inflight, node)
+	if ok {
+		c.stats.Succeeded++
+	} else {
+		c.stats.Failed++
+	}
+	c.mu.Unlock()
+	now := c.opts.Now()
+	if ok {
+		c.planner.Succeeded(node)
+	} else {
+		backoff := c.planner.Failed(node, now)
+		why = fmt.Sprintf("%s; node left alone for %v", why, backoff)
+	}
+	if c.opts.Recorder != nil && n != nil && r != nil {
+		if ok {
+			c.opts.Recorder.Eventf(n, corev1.EventTypeNormal, "Repartitioned", "MIG config %s applied; allocatable shows the new layout", r.config)
+		} else {
+			c.opts.Recorder.Eventf(n, corev1.EventTypeWarning, "RepartitionFailed", "MIG config %s: %s", r.config, why)
+		}
+	}
+}
+
+func (c *Controller) setLabel(ctx context.Context, node, config string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := c.kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[topology.MIGConfigLabel] = config
+		_, err = c.kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// updateConfigs applies change to the mig-parted file in the ConfigMap,
+// creating the ConfigMap when missing.
+func (c *Controller) updateConfigs(ctx context.Context, change func(*topology.MIGParted)) error {
+	cms := c.kube.CoreV1().ConfigMaps(c.opts.ConfigMapNamespace)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := cms.Get(ctx, c.opts.ConfigMapName, metav1.GetOptions{})
+		create := apierrors.IsNotFound(err)
+		if err != nil && !create {
+			return err
+		}
+		f := &topology.MIGParted{Version: "v1", Configs: map[string][]topology.MIGPartedEntry{}}
+		if !create && cm.Data[c.opts.ConfigKey] != "" {
+			if f, err = topology.ParseMIGParted([]byte(cm.Data[c.opts.ConfigKey])); err != nil {
+				return fmt.Errorf("ConfigMap %s/%s: %w", c.opts.ConfigMapNamespace, c.opts.ConfigMapName, err)
+			}
+		}
+		change(f)
+		data, err := f.Marshal()
+		if err != nil {
+			return err
+		}
+		if create {
+			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: c.opts.ConfigMapNamespace, Name: c.opts.ConfigMapName}}
+		}
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		cm.Data[c.opts.ConfigKey] = string(data)
+		if create {
+			_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+		} else {
+			_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+		}
+		return err
+	})
+}
+
+// gc deletes the configs the controller wrote that no node's label names
+// and no run in flight uses.
+func (c *Controller) gc(ctx context.Context, snap *snapshot) error {
+	keep := map[string]bool{}
+	for _, n := range snap.nodes {
+		keep[n.Labels[topology.MIGConfigLabel]] = true
+	}
+	nl, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err == nil {
+		for _, n := range nl.Items {
+			keep[n.Labels[topology.MIGConfigLabel]] = true
+		}
+	}
+	c.mu.Lock()
+	for _, r := range c.inflight {
+		keep[r.config] = true
+	}
+	c.mu.Unlock()
+	return c.updateConfigs(ctx, func(f *topology.MIGParted) {
+		for name := range f.Configs {
+			if strings.HasPrefix(name, ConfigPrefix) && !keep[name] {
+				delete(f.Configs, name)
+			}
+		}
+	})
+}
