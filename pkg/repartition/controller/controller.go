@@ -67,6 +67,8 @@ type Options struct {
 	Recorder record.EventRecorder
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Metrics records counters (nil: none).
+	Metrics *Metrics
 }
 
 // Stats are the controller's counters.
@@ -405,7 +407,14 @@ func (c *Controller) start(ctx context.Context, snap *snapshot, np *repartition.
 	c.stats.Runs++
 	c.stats.GPUs += len(np.Changes)
 	c.stats.PodsServed += len(np.Serves)
+	flying := len(c.inflight)
 	c.mu.Unlock()
+	if m := c.opts.Metrics; m != nil {
+		m.runs.Inc()
+		m.gpus.Add(float64(len(np.Changes)))
+		m.podsServed.Add(float64(len(np.Serves)))
+		m.inFlight.Set(float64(flying))
+	}
 	if c.opts.Recorder != nil {
 		if n := snap.nodes[np.Node]; n != nil {
 			for _, ch := range np.Changes {
@@ -487,7 +496,16 @@ func (c *Controller) finish(node string, ok bool, why string, n *corev1.Node) {
 	} else {
 		c.stats.Failed++
 	}
+	flying := len(c.inflight)
 	c.mu.Unlock()
+	if m := c.opts.Metrics; m != nil {
+		result := "success"
+		if !ok {
+			result = "failed"
+		}
+		m.results.WithLabelValues(result).Inc()
+		m.inFlight.Set(float64(flying))
+	}
 	now := c.opts.Now()
 	if ok {
 		c.planner.Succeeded(node)

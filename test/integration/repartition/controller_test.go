@@ -6,6 +6,7 @@ package repartition
 
 import (
 	"context"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -114,11 +115,12 @@ func TestControllerAppliesThroughMIGManager(t *testing.T) {
 	}
 
 	rec := record.NewFakeRecorder(100)
+	metrics := controller.NewMetrics()
 	pc := repartition.DefaultConfig()
 	pc.MinDemandAge = 0
 	c, err := controller.New(kube, gpu, controller.Options{
 		ConfigMapNamespace: cmNS, ConfigMapName: cmName, Nodes: labels.Everything(), SchedulerNames: []string{scheduler},
-		Window: 200 * time.Millisecond, Propagation: 300 * time.Millisecond, Timeout: 20 * time.Second, Planner: pc, Recorder: rec,
+		Window: 200 * time.Millisecond, Propagation: 300 * time.Millisecond, Timeout: 20 * time.Second, Planner: pc, Recorder: rec, Metrics: metrics,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +185,17 @@ func TestControllerAppliesThroughMIGManager(t *testing.T) {
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no event %q in:\n%s", want, all)
+		}
+	}
+	w := httptest.NewRecorder()
+	metrics.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		"gpuslice_repartition_runs_total 2", "gpuslice_repartition_gpus_reconfigured_total 2", "gpuslice_repartition_pods_served_total 4",
+		`gpuslice_repartition_run_results_total{result="failed"} 1`, `gpuslice_repartition_run_results_total{result="success"} 1`,
+		"gpuslice_repartition_nodes_reconfiguring 0",
+	} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, w.Body.String())
 		}
 	}
 	// h100-b is backed off: more syncs start no run there.

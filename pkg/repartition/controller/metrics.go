@@ -1,0 +1,41 @@
+package controller
+
+import (
+	"net/http"
+
+	"k8s.io/component-base/metrics"
+)
+
+// Metrics are the controller's Prometheus metrics, on a registry of their
+// own.
+type Metrics struct {
+	registry   metrics.KubeRegistry
+	runs       *metrics.Counter
+	gpus       *metrics.Counter
+	results    *metrics.CounterVec
+	podsServed *metrics.Counter
+	inFlight   *metrics.Gauge
+}
+
+// NewMetrics registers the controller's metrics.
+func NewMetrics() *Metrics {
+	opts := func(name, help string) *metrics.CounterOpts {
+		return &metrics.CounterOpts{Namespace: "gpuslice", Subsystem: "repartition", Name: name, Help: help, StabilityLevel: metrics.ALPHA}
+	}
+	m := &Metrics{
+		registry:   metrics.NewKubeRegistry(),
+		runs:       metrics.NewCounter(opts("runs_total", "MIG manager runs asked for (named configs applied to a node).")),
+		gpus:       metrics.NewCounter(opts("gpus_reconfigured_total", "GPUs whose layout a run changes.")),
+		results:    metrics.NewCounterVec(opts("run_results_total", "Finished runs by result (success, failed)."), []string{"result"}),
+		podsServed: metrics.NewCounter(opts("pods_served_total", "Pending pods the new layouts were verified to serve.")),
+		inFlight: metrics.NewGauge(&metrics.GaugeOpts{Namespace: "gpuslice", Subsystem: "repartition", Name: "nodes_reconfiguring",
+			Help: "Nodes with a run in flight.", StabilityLevel: metrics.ALPHA}),
+	}
+	m.registry.MustRegister(m.runs, m.gpus, m.results, m.podsServed, m.inFlight)
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return metrics.HandlerFor(m.registry, metrics.HandlerOpts{})
+}
