@@ -269,5 +269,7 @@ func (s *Scheduler) AddFixed(ctx context.Context, pod *v1.Pod) (*allocator.Place
 		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	s.nodes[ni].AddPodInfo(pi)
+	// Reconfigurations keep its devices; Remove takes it away.
+	s.bound[pod.UID] = &boundPod{pod: pod, node: ni, devices: placement.Devices()}
 	return placement, nil
 }
