@@ -86,8 +86,10 @@ type ControlPlane struct {
 	launcher  *launcher
 	etcd      *process
 	apiserver *process
-	ownDir    bool // dir was created by the start: Stop removes it
-	warning   string
+	// etcdArgs and apiArgs start the processes again (Restart*).
+	etcdArgs, apiArgs []string
+	ownDir            bool // dir was created by the start: Stop removes it
+	warning           string
 
 	stopOnce sync.Once
 }
@@ -203,6 +205,44 @@ func (cp *ControlPlane) Stop() {
 			_ = os.RemoveAll(cp.dir)
 		}
 	})
+}
+
+// RestartAPIServer kills kube-apiserver (SIGKILL, as a crash would) and
+// starts it again with the same flags and port, and returns once it is
+// ready. Meanwhile clients get connection errors and their watches end;
+// etcd keeps the state. Not safe for concurrent use with Stop.
+func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
+	cp.apiserver.stop(0)
+	p, err := startProcess(cp.launcher, "kube-apiserver", cp.bins.apiserver, cp.apiArgs, cp.dir, filepath.Join(cp.dir, "kube-apiserver.log"))
+	if err != nil {
+		return err
+	}
+	cp.apiserver = p
+	httpClient, err := rest.HTTPClientFor(cp.Config())
+	if err != nil {
+		return err
+	}
+	return waitHTTP(ctx, p, httpClient, cp.host+"/readyz", cp.adminToken)
+}
+
+// RestartEtcd kills etcd (SIGKILL) and starts it again on its data, with
+// the same flags, and returns once it is healthy and the API server answers
+// again. Not safe for concurrent use with Stop.
+func (cp *ControlPlane) RestartEtcd(ctx context.Context) error {
+	cp.etcd.stop(0)
+	p, err := startProcess(cp.launcher, "etcd", cp.bins.etcd, cp.etcdArgs, cp.dir, filepath.Join(cp.dir, "etcd.log"))
+	if err != nil {
+		return err
+	}
+	cp.etcd = p
+	if err := waitHTTP(ctx, p, http.DefaultClient, cp.etcdURL+"/health", ""); err != nil {
+		return err
+	}
+	httpClient, err := rest.HTTPClientFor(cp.Config())
+	if err != nil {
+		return err
+	}
+	return waitHTTP(ctx, cp.apiserver, httpClient, cp.host+"/readyz", cp.adminToken)
 }
 
 // Logs returns the last n lines of the etcd and the kube-apiserver log.
@@ -323,6 +363,7 @@ func startOnce(ctx context.Context, bins binaries, dir string, opts Options) (_ 
 		"--unsafe-no-fsync",
 		"--log-level=warn",
 	}, opts.EtcdFlags)
+	cp.etcdArgs = etcdArgs
 	cp.etcd, err = startProcess(cp.launcher, "etcd", bins.etcd, etcdArgs, dir, p("etcd.log"))
 	if err != nil {
 		return nil, err
@@ -355,6 +396,7 @@ func startOnce(ctx context.Context, bins binaries, dir string, opts Options) (_ 
 		"--profiling=false",
 	}, opts.APIServerFlags)
 	_ = os.WriteFile(p("kube-apiserver.args"), []byte(strings.Join(apiArgs, "\n")+"\n"), 0o600)
+	cp.apiArgs = apiArgs
 	cp.apiserver, err = startProcess(cp.launcher, "kube-apiserver", bins.apiserver, apiArgs, dir, p("kube-apiserver.log"))
 	if err != nil {
 		return nil, err
