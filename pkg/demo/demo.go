@@ -136,11 +136,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	say("")
 	say("═══ same workload, two schedulers ═══")
-	say("%-24s %10s %12s %12s %14s", "scheduler", "pods bound", "GPUs in use", "empty GPUs", "empty nodes")
+	say("%-24s %10s %12s %12s %14s %18s", "scheduler", "pods bound", "GPUs in use", "empty GPUs", "empty nodes", "GPUs short of ask")
 	for _, r := range results {
-		say("%-24s %10d %12d %12d %14s", r.title, r.bound, r.gpusUsed, r.gpusTotal-r.gpusUsed, fmt.Sprintf("%d of %d", r.nodesTotal-r.nodesUsed, r.nodesTotal))
+		say("%-24s %10d %12d %12d %14s %18d", r.title, r.bound, r.gpusUsed, r.gpusTotal-r.gpusUsed, fmt.Sprintf("%d of %d", r.nodesTotal-r.nodesUsed, r.nodesTotal), r.shortGPUs)
 	}
 	say("")
+	say("(GPUs short of ask: replicas a container got on a physical GPU it already had one of; a training job asking for 2 GPUs then runs on 1)")
 	say("done in %s. gpuslice leaves whole GPUs and nodes empty for large jobs or scale-down.", time.Since(start).Round(time.Second))
 	if o.Keep {
 		kc := filepath.Join(os.TempDir(), "gpuslice-demo.kubeconfig")

@@ -33,9 +33,13 @@ type nodeView struct {
 }
 
 type roundResult struct {
-	title                 string
-	bound, pending        int
-	gpusUsed, gpusTotal   int
+	title               string
+	bound, pending      int
+	gpusUsed, gpusTotal int
+	// shortGPUs counts GPUs pods asked for but did not get: a container
+	// given N replicas on fewer than N physical GPUs (the device plugin's
+	// pick under kube-scheduler on a time-sliced node).
+	shortGPUs             int
 	nodesUsed, nodesTotal int
 	nodes                 []nodeView
 	pendingPods           []string
@@ -100,6 +104,12 @@ func runRound(ctx context.Context, kube kubernetes.Interface, nodes map[string]*
 		}
 		for _, cd := range cds {
 			for _, d := range cd.Devices {
+				physical := map[string]bool{}
+				for _, id := range d.DeviceIDs {
+					base, _, _ := topology.SplitReplicaID(id)
+					physical[base] = true
+				}
+				res.shortGPUs += len(d.DeviceIDs) - len(physical)
 				for _, id := range d.DeviceIDs {
 					base, _, _ := topology.SplitReplicaID(id)
 					k := base
