@@ -490,6 +490,17 @@ func (c *Cache) Nodes() []string {
 	return out
 }
 
+// HasTopology reports whether the node's exporter has published a topology
+// the cache holds (valid or not, fresh or stale).
+func (c *Cache) HasTopology(name string) bool {
+	e := c.lockedEntry(name)
+	if e == nil {
+		return false
+	}
+	defer e.mu.Unlock()
+	return e.topo != nil
+}
+
 // Unplaced reports how many pods on the node could not be given devices
 // without double-booking (a sign that the node's topology changed under them).
 func (c *Cache) Unplaced(name string) int {

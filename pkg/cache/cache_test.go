@@ -377,3 +377,20 @@ func TestHandleFollowsTheNode(t *testing.T) {
 		t.Fatal("a second handle names another entry")
 	}
 }
+
+func TestHasTopology(t *testing.T) {
+	c, clk := newCache(t, ts4)
+	if !c.HasTopology("ts") || c.HasTopology("nope") {
+		t.Fatalf("HasTopology ts=%v nope=%v, want true false", c.HasTopology("ts"), c.HasTopology("nope"))
+	}
+	// A heartbeat alone is no topology; a stale one keeps the topology.
+	c.SetHeartbeat("hb-only", clk.now)
+	clk.now = clk.now.Add(time.Hour)
+	if c.HasTopology("hb-only") || !c.HasTopology("ts") {
+		t.Fatal("heartbeat-only node has a topology, or a stale node lost its own")
+	}
+	c.RemoveTopology("ts")
+	if c.HasTopology("ts") {
+		t.Fatal("topology still held after RemoveTopology")
+	}
+}

@@ -47,6 +47,12 @@ type GPUSliceArgs struct {
 	// gpuslice.io/sharing annotation may be shared: DistinctGPUs, Exclusive
 	// or Any.
 	DefaultSharing string
+	// TaintUnusableNodes makes the scheduler keep the taint
+	// gpuslice.io/gpu-unusable:NoSchedule on GPU nodes it cannot place GPU
+	// pods on (stale exporter, MIG reconfiguration, no or degraded topology),
+	// so that an autoscaler's simulation sees what gpuslice sees (package
+	// nodetaint). One process-wide controller, leader-elected.
+	TaintUnusableNodes bool
 }
 
 // Sharing values (the podrequest package's Sharing).

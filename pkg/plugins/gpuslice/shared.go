@@ -22,6 +22,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/cache"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	gpusliceinformers "github.com/gpuslice/gpuslice/pkg/generated/informers/externalversions"
+	"github.com/gpuslice/gpuslice/pkg/nodetaint"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
@@ -48,6 +49,9 @@ type Shared struct {
 	// badAnnotations maps the UID of a pod whose assignment annotation was
 	// ignored to the value ignored, so that each bad value is logged once.
 	badAnnotations sync.Map
+	// taints keeps the GPU-unusable taint (nil unless a profile sets
+	// taintUnusableNodes).
+	taints *nodetaint.Controller
 }
 
 // addMemo registers a profile's memo.
@@ -92,6 +96,9 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 			return fmt.Errorf("all profiles must share defaultAllocationPolicy (%s vs %s)", args.DefaultAllocationPolicy, s.args.DefaultAllocationPolicy)
 		case args.LeaseNamespace != s.args.LeaseNamespace:
 			return fmt.Errorf("all profiles must share leaseNamespace (%s vs %s)", args.LeaseNamespace, s.args.LeaseNamespace)
+		}
+		if args.TaintUnusableNodes {
+			return s.startTaints(ctx, h)
 		}
 		return nil
 	}
@@ -142,6 +149,9 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 	go s.truth.run(ctx)
 	s.synced = []toolscache.InformerSynced{podReg.HasSynced, gpuReg.HasSynced, leaseReg.HasSynced}
 	logger.Info("GPUSlice shared state initialised", "leaseNamespace", args.LeaseNamespace, "heartbeatTimeout", args.HeartbeatTimeout.Duration)
+	if args.TaintUnusableNodes {
+		return s.startTaints(ctx, h)
+	}
 	return nil
 }
 
@@ -253,12 +263,14 @@ func (s *Shared) observeGPUNode(gn *gpusliceapi.GPUNode) {
 		return // the common case for the hints: no conversion
 	}
 	s.cache.SetTopology(gn.Name, topologyOf(gn))
+	s.taintChanged(gn.Name)
 }
 
 func (s *Shared) onGPUNodeDelete(obj any) {
 	if gn, ok := unwrap(obj).(*gpusliceapi.GPUNode); ok {
 		s.cache.RemoveTopology(gn.Name)
 		s.forgetNode(gn.Name)
+		s.taintChanged(gn.Name)
 	}
 }
 
@@ -268,11 +280,13 @@ func (s *Shared) onLease(obj any) {
 		return
 	}
 	s.cache.SetHeartbeat(l.Name, renewTime(l))
+	s.taintChanged(l.Name)
 }
 
 func (s *Shared) onLeaseDelete(obj any) {
 	if l, ok := unwrap(obj).(*coordinationv1.Lease); ok {
 		s.cache.RemoveHeartbeat(l.Name)
+		s.taintChanged(l.Name)
 	}
 }
 

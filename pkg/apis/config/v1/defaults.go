@@ -51,4 +51,7 @@ func SetDefaults_GPUSliceArgs(obj *GPUSliceArgs) {
 	if obj.DefaultSharing == nil {
 		obj.DefaultSharing = ptr.To(DefaultSharing)
 	}
+	if obj.TaintUnusableNodes == nil {
+		obj.TaintUnusableNodes = ptr.To(false)
+	}
 }

@@ -44,4 +44,11 @@ type GPUSliceArgs struct {
 	//     instances);
 	//   - Any: whatever the device plugin picks.
 	DefaultSharing *string `json:"defaultSharing,omitempty"`
+	// TaintUnusableNodes makes the scheduler keep the taint
+	// gpuslice.io/gpu-unusable:NoSchedule on GPU nodes it cannot place GPU
+	// pods on (stale exporter, MIG reconfiguration, no or degraded topology)
+	// and remove it when they recover, so that Karpenter and
+	// cluster-autoscaler provision for pods that only such nodes seem to fit
+	// (default false; see the README's autoscaling section).
+	TaintUnusableNodes *bool `json:"taintUnusableNodes,omitempty"`
 }

@@ -51,6 +51,11 @@ func (in *GPUSliceArgs) DeepCopyInto(out *GPUSliceArgs) {
 		*out = new(string)
 		**out = **in
 	}
+	if in.TaintUnusableNodes != nil {
+		in, out := &in.TaintUnusableNodes, &out.TaintUnusableNodes
+		*out = new(bool)
+		**out = **in
+	}
 	return
 }
 
