@@ -43,13 +43,19 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	client, err := apiextensionsclient.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
 	files, err := filepath.Glob(filepath.Join(root, "manifests", "crds", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		return fmt.Errorf("no CRDs under manifests/crds: %v", err)
+	}
+	return InstallCRDFiles(ctx, cfg, files...)
+}
+
+// InstallCRDFiles creates the CRD of each file (one CRD a file) and waits
+// until each is established.
+func InstallCRDFiles(ctx context.Context, cfg *rest.Config, files ...string) error {
+	client, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		return err
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)

@@ -113,6 +113,10 @@ func (k *FakeKubelet) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case p := <-queue:
+			if p.DeletionTimestamp != nil {
+				k.finish(ctx, p)
+				continue
+			}
 			k.admit(ctx, p)
 		}
 	}
@@ -125,6 +129,11 @@ func (k *FakeKubelet) enqueue(queue chan<- *corev1.Pod, obj any) {
 	}
 	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		k.release(p.UID)
+		if p.DeletionTimestamp != nil {
+			// A kubelet stops the containers and deletes the pod for good
+			// (eviction, drain, graceful deletion).
+			queue <- p
+		}
 		return
 	}
 	k.mu.Lock()
@@ -165,6 +174,9 @@ func (k *FakeKubelet) admit(ctx context.Context, p *corev1.Pod) {
 	}
 	k.pods[p.UID] = &podDevices{namespace: p.Namespace, name: p.Name, containers: containers}
 	k.mu.Unlock()
+	if d, ok := runFor(p); ok {
+		go k.complete(ctx, p, d)
+	}
 	k.setStatus(ctx, p, corev1.PodStatus{
 		Phase:     corev1.PodRunning,
 		StartTime: &metav1.Time{Time: time.Now()},
@@ -173,6 +185,62 @@ func (k *FakeKubelet) admit(ctx context.Context, p *corev1.Pod) {
 			{Type: corev1.PodReady, Status: corev1.ConditionTrue},
 		},
 	})
+}
+
+// RunForAnnotation on a pod makes the fake kubelet end it, phase Succeeded,
+// that long (a Go duration) after it started: a batch Job's pod finishes.
+const RunForAnnotation = "sim.gpuslice.io/run-for"
+
+func runFor(p *corev1.Pod) (time.Duration, bool) {
+	v, ok := p.Annotations[RunForAnnotation]
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, false
+	}
+	return d, true
+}
+
+// complete marks a running pod Succeeded after d, unless it is gone or ctx
+// ends first. Its devices are released when the informer reports the phase.
+func (k *FakeKubelet) complete(ctx context.Context, p *corev1.Pod, d time.Duration) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(d):
+	}
+	k.mu.Lock()
+	_, running := k.pods[p.UID]
+	k.mu.Unlock()
+	if !running {
+		return
+	}
+	cur, err := k.kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil || cur.UID != p.UID || cur.DeletionTimestamp != nil {
+		return
+	}
+	now := metav1.Now()
+	st := cur.Status.DeepCopy()
+	st.Phase = corev1.PodSucceeded
+	st.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, {Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "PodCompleted"}}
+	st.ContainerStatuses = nil
+	for _, c := range cur.Spec.Containers {
+		st.ContainerStatuses = append(st.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", FinishedAt: now}},
+		})
+	}
+	k.setStatus(ctx, cur, *st)
+}
+
+// finish deletes a terminating pod for good, as the kubelet does once its
+// containers stopped (at once here: the fake runs no containers).
+func (k *FakeKubelet) finish(ctx context.Context, p *corev1.Pod) {
+	uid := p.UID
+	err := k.kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64), Preconditions: &metav1.Preconditions{UID: &uid}})
+	_ = err // gone already, or replaced by a pod of the same name: nothing to do
 }
 
 func (k *FakeKubelet) fail(ctx context.Context, p *corev1.Pod, msg string) {

@@ -37,6 +37,8 @@ type SimNode struct {
 	config *dpconfig.Config
 	cancel context.CancelFunc
 	done   chan struct{}
+	// kubeletCancel stops the fake kubelet.
+	kubeletCancel context.CancelFunc
 }
 
 // SimOptions tune the exporters of simulated nodes.
@@ -49,13 +51,60 @@ type SimOptions struct {
 // that Replicas > 1 time-slices every advertised resource) with its Node (capacity as the device plugin would
 // advertise it), starts its fake kubelet and its exporter.
 func StartSimNode(ctx context.Context, kube kubernetes.Interface, gpu versioned.Interface, spec fixtures.Spec, o SimOptions) (*SimNode, error) {
+	n, topo, err := newSimNode(kube, gpu, spec)
+	if err != nil {
+		return nil, err
+	}
+	res, err := capacity(topo)
+	if err != nil {
+		return nil, err
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Labels: map[string]string{"kubernetes.io/hostname": spec.Name, "nvidia.com/gpu.product": strings.ReplaceAll(spec.Product, " ", "-")}}}
+	if _, err := controlplane.CreateReadyNode(ctx, kube, node, res); err != nil {
+		return nil, err
+	}
+	return n, n.start(ctx, topo, o)
+}
+
+// AdoptSimNode makes an existing Node (one an autoscaler created) the node
+// the spec describes: its capacity and allocatable become base (cpu, memory,
+// pods: the machine's) plus the GPU resources the device plugin advertises,
+// it turns Ready without the not-ready taint, and its fake kubelet and
+// exporter start.
+func AdoptSimNode(ctx context.Context, kube kubernetes.Interface, gpu versioned.Interface, spec fixtures.Spec, base corev1.ResourceList, o SimOptions) (*SimNode, error) {
+	n, topo, err := newSimNode(kube, gpu, spec)
+	if err != nil {
+		return nil, err
+	}
+	res, err := capacity(topo)
+	if err != nil {
+		return nil, err
+	}
+	caps := corev1.ResourceList{}
+	for name, q := range base {
+		if !strings.HasPrefix(string(name), "nvidia.com/") {
+			caps[name] = q
+		}
+	}
+	for name, q := range res {
+		caps[name] = q
+	}
+	if _, err := controlplane.MarkNodeReady(ctx, kube, spec.Name, caps); err != nil {
+		return nil, err
+	}
+	return n, n.start(ctx, topo, o)
+}
+
+// newSimNode builds the node's fake NVML and device-plugin config and
+// returns the topology its exporter will publish.
+func newSimNode(kube kubernetes.Interface, gpu versioned.Interface, spec fixtures.Spec) (*SimNode, *topology.Node, error) {
 	specs := make([]fake.GPUSpec, spec.GPUs)
 	for i := range specs {
-		specs[i] = fake.GPUSpec{Product: spec.Product, MIG: spec.MIG}
+		specs[i] = fake.GPUSpec{Product: spec.Product, MIG: spec.MIG, MemoryMiB: spec.MemoryMiB}
 	}
 	nv, err := fake.New(spec.Name, specs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg := dpconfig.Defaults()
 	cfg.MIGStrategy = spec.Strategy
@@ -68,14 +117,14 @@ func StartSimNode(ctx context.Context, kube kubernetes.Interface, gpu versioned.
 	n := &SimNode{Spec: spec, NVML: nv, kube: kube, gpu: gpu, config: cfg}
 	topo, err := n.Topology()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if spec.Replicas > 1 {
 		cfg.TimeSlicing = &topology.TimeSlicing{RenameByDefault: spec.RenameByDefault}
 		seen := map[string]bool{}
 		units, err := topo.Units()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, u := range units {
 			if !seen[u.BaseResource] {
@@ -84,25 +133,33 @@ func StartSimNode(ctx context.Context, kube kubernetes.Interface, gpu versioned.
 			}
 		}
 		if topo, err = n.Topology(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	res, err := capacity(topo)
-	if err != nil {
-		return nil, err
-	}
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Labels: map[string]string{"kubernetes.io/hostname": spec.Name, "nvidia.com/gpu.product": strings.ReplaceAll(spec.Product, " ", "-")}}}
-	if _, err := controlplane.CreateReadyNode(ctx, kube, node, res); err != nil {
-		return nil, err
-	}
-	n.Kubelet = NewFakeKubelet(kube, topo, o.Seed)
-	go n.Kubelet.Run(ctx)
+	return n, topo, nil
+}
+
+// start runs the node's fake kubelet and its exporter.
+func (n *SimNode) start(ctx context.Context, topo *topology.Node, o SimOptions) error {
+	n.Kubelet = NewFakeKubelet(n.kube, topo, o.Seed)
+	kctx, cancel := context.WithCancel(ctx)
+	n.kubeletCancel = cancel
+	go n.Kubelet.Run(kctx)
 	n.opts = agent.Options{
-		NodeName: spec.Name, LeaseNamespace: LeaseNamespace,
+		NodeName: n.Spec.Name, LeaseNamespace: LeaseNamespace,
 		HeartbeatInterval: o.HeartbeatInterval, PollInterval: o.PollInterval, Resync: o.Resync,
 		MinWriteInterval: 100 * time.Millisecond,
 	}
-	return n, n.StartExporter(ctx)
+	return n.StartExporter(ctx)
+}
+
+// Stop stops the node's exporter and fake kubelet (the machine is gone); the
+// API objects stay.
+func (n *SimNode) Stop() {
+	n.StopExporter()
+	if n.kubeletCancel != nil {
+		n.kubeletCancel()
+	}
 }
 
 // Topology is the node as the exporter sees it now (fake NVML + config).

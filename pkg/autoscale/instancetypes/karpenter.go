@@ -45,6 +45,21 @@ type kwokOffering struct {
 // Pods is the pod capacity given to every type (the kubelet's default).
 const Pods = 110
 
+// NodeResources is the capacity of a node of this type as its kubelet
+// reports it: cpu, memory, pods and what the device plugin advertises.
+// Karpenter is told exactly this; the simulated node reports exactly this.
+func (r *Resolved) NodeResources() corev1.ResourceList {
+	res := corev1.ResourceList{
+		corev1.ResourceCPU:    *resource.NewQuantity(int64(r.CPU), resource.DecimalSI),
+		corev1.ResourceMemory: *resource.NewQuantity(r.MemoryGiB<<30, resource.BinarySI),
+		corev1.ResourcePods:   *resource.NewQuantity(Pods, resource.DecimalSI),
+	}
+	for name, n := range r.Advertised {
+		res[corev1.ResourceName(name)] = *resource.NewQuantity(n, resource.DecimalSI)
+	}
+	return res
+}
+
 // KarpenterInstanceTypes is the KWOK provider's instance-types file for
 // these types: cpu, memory, pods and every extended resource the device
 // plugin advertises, one on-demand offering per zone at the type's price.
@@ -54,15 +69,7 @@ func (s *Set) KarpenterInstanceTypes(zones []string) ([]byte, error) {
 	}
 	out := make([]kwokInstanceType, 0, len(s.types))
 	for _, r := range s.types {
-		res := corev1.ResourceList{
-			corev1.ResourceCPU:    *resource.NewQuantity(int64(r.CPU), resource.DecimalSI),
-			corev1.ResourceMemory: *resource.NewQuantity(r.MemoryGiB<<30, resource.BinarySI),
-			corev1.ResourcePods:   *resource.NewQuantity(Pods, resource.DecimalSI),
-		}
-		for name, n := range r.Advertised {
-			res[corev1.ResourceName(name)] = *resource.NewQuantity(n, resource.DecimalSI)
-		}
-		it := kwokInstanceType{Name: r.Name, Architecture: "amd64", OperatingSystems: []string{string(corev1.Linux)}, Resources: res}
+		it := kwokInstanceType{Name: r.Name, Architecture: "amd64", OperatingSystems: []string{string(corev1.Linux)}, Resources: r.NodeResources()}
 		for _, z := range zones {
 			it.Offerings = append(it.Offerings, kwokOffering{
 				Price:     r.Price.USDPerHour,

@@ -88,8 +88,11 @@ type ControlPlane struct {
 	apiserver *process
 	// etcdArgs and apiArgs start the processes again (Restart*).
 	etcdArgs, apiArgs []string
-	ownDir            bool // dir was created by the start: Stop removes it
-	warning           string
+	// extras are the processes started with StartProcess, stopped first.
+	extrasMu sync.Mutex
+	extras   []*process
+	ownDir   bool // dir was created by the start: Stop removes it
+	warning  string
 
 	stopOnce sync.Once
 }
@@ -194,6 +197,12 @@ func (cp *ControlPlane) EtcdURL() string { return cp.etcdURL }
 // with t.Cleanup.
 func (cp *ControlPlane) Stop() {
 	cp.stopOnce.Do(func() {
+		cp.extrasMu.Lock()
+		extras := cp.extras
+		cp.extrasMu.Unlock()
+		for i := len(extras) - 1; i >= 0; i-- {
+			extras[i].stop(cp.grace)
+		}
 		if cp.apiserver != nil {
 			cp.apiserver.stop(cp.grace)
 		}

@@ -38,15 +38,20 @@ func CreateReadyNode(ctx context.Context, c kubernetes.Interface, node *corev1.N
 	if err != nil {
 		return nil, fmt.Errorf("creating node %s: %w", node.Name, err)
 	}
-	name := created.Name
-
 	capacity := DefaultNodeResources()
 	for k, v := range resources {
 		capacity[k] = v
 	}
+	return MarkNodeReady(ctx, c, created.Name, capacity)
+}
+
+// MarkNodeReady makes an existing Node look like one a kubelet registered
+// (see CreateReadyNode) with exactly the given capacity and allocatable: a
+// Node that an autoscaler created becomes a running node this way.
+func MarkNodeReady(ctx context.Context, c kubernetes.Interface, name string, capacity corev1.ResourceList) (*corev1.Node, error) {
 	now := metav1.Now()
 	var updated *corev1.Node
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -76,6 +76,12 @@ type process struct {
 // startProcess starts bin with args in its own process group, output to
 // logPath (appended to, so a retried start keeps the earlier attempt's log).
 func startProcess(l *launcher, name, bin string, args []string, dir, logPath string) (*process, error) {
+	return startProcessEnv(l, name, bin, args, nil, dir, logPath)
+}
+
+// startProcessEnv is startProcess with extra environment variables
+// ("NAME=value") on top of this process's environment.
+func startProcessEnv(l *launcher, name, bin string, args, env []string, dir, logPath string) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -85,6 +91,9 @@ func startProcess(l *launcher, name, bin string, args []string, dir, logPath str
 
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{
