@@ -9,12 +9,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
 	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet"
@@ -247,10 +249,26 @@ func (k *FakeKubelet) fail(ctx context.Context, p *corev1.Pod, msg string) {
 	k.setStatus(ctx, p, corev1.PodStatus{Phase: corev1.PodFailed, Reason: "UnexpectedAdmissionError", Message: "Allocate failed: " + msg})
 }
 
+// setStatus writes the pod's status. The informer's copy may be stale (a
+// controller or the scheduler wrote the pod since): on a conflict the pod is
+// read again and the status written on it, unless it is gone, replaced or
+// being deleted; otherwise the kubelet would hold the pod's devices while the
+// pod never turned Running.
 func (k *FakeKubelet) setStatus(ctx context.Context, p *corev1.Pod, st corev1.PodStatus) {
 	cur := p.DeepCopy()
-	cur.Status = st
-	_, _ = k.kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur.Status = st
+		_, err := k.kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+		fresh, gerr := k.kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		if gerr != nil || fresh.UID != p.UID || fresh.DeletionTimestamp != nil {
+			return nil
+		}
+		cur = fresh
+		return err
+	})
 }
 
 // advertised lists the healthy device IDs of each resource and, per ID, its

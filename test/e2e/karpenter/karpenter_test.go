@@ -136,7 +136,7 @@ func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, str
 		return ok, nil
 	})
 	if err != nil {
-		e.t.Fatalf("%s: not within %s: %s\nnodes: %v\nkarpenter:\n%s", what, timeout, last, e.agent.Nodes(), e.karp.Process.Tail(25))
+		e.t.Fatalf("%s: not within %s: %s\n%s\nkarpenter:\n%s", what, timeout, last, e.describe(), e.karp.Process.Tail(25))
 	}
 	d := time.Since(start)
 	e.t.Logf("%s: %s", what, d.Round(100*time.Millisecond))
@@ -157,6 +157,27 @@ func (e *env) running(app string, want int) (bool, string) {
 		}
 	}
 	return n == want && bound == want, fmt.Sprintf("%s: %d pods, %d bound and running, want %d", app, n, bound, want)
+}
+
+// describe lists the nodes with their taints and the pending pods with why
+// the scheduler left them pending, for failure messages.
+func (e *env) describe() string {
+	var b strings.Builder
+	if nodes, err := e.kube.CoreV1().Nodes().List(e.ctx, metav1.ListOptions{}); err == nil {
+		for _, n := range nodes.Items {
+			_, sim := e.agent.Node(n.Name)
+			fmt.Fprintf(&b, "node %s (%s, simulated %v, deleting %v): taints %v\n", n.Name, n.Labels[corev1.LabelInstanceTypeStable], sim, n.DeletionTimestamp != nil, n.Spec.Taints)
+		}
+	}
+	for _, p := range e.pods() {
+		switch {
+		case p.Spec.NodeName == "":
+			fmt.Fprintf(&b, "pending pod %s: nominated %q, %s\n", p.Name, p.Status.NominatedNodeName, localcluster.Unschedulable(&p))
+		case p.Status.Phase != corev1.PodRunning:
+			fmt.Fprintf(&b, "pod %s bound to %s, phase %s %s\n", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Message)
+		}
+	}
+	return b.String()
 }
 
 func (e *env) nodeOfApp(app string) map[string]int {
