@@ -132,6 +132,21 @@ bench-openb:
 	$(GO) build -o bin/gpuslice-bench ./cmd/gpuslice-bench
 	bin/gpuslice-bench openb $(OPENB_FLAGS)
 
+# demo-autoscale replays a seeded workload that comes and goes (inference
+# Deployments over a compressed day, MIG and whole-GPU Jobs, time-sliced
+# notebooks) on an empty cluster that the real Karpenter grows and shrinks,
+# three times: kube-scheduler + WhenEmpty, gpuslice + WhenEmpty,
+# kube-scheduler + WhenEmptyOrUnderutilized. It prints GPU node-hours,
+# dollars, peak nodes, evictions and pending times per run, draws
+# docs/autoscale-nodes.png, and ends with node_hours_ratio=<gpuslice/default,
+# both WhenEmpty>. About 6 minutes a run. AUTOSCALE_FLAGS are passed on
+# (e.g. --seed 7 --day 6m --policies gpuslice+WhenEmpty).
+AUTOSCALE_FLAGS ?=
+.PHONY: demo-autoscale
+demo-autoscale: control-plane autoscaler
+	$(GO) build -o bin/gpuslice-bench ./cmd/gpuslice-bench
+	bin/gpuslice-bench autoscale $(AUTOSCALE_FLAGS)
+
 # bench-mig places a documented MIG request mix on A100/H100 nodes
 # partitioned with NVIDIA mig-parted's named layouts (read from
 # ../shared/data/mig-parted-config-default.yaml) and prints non-empty GPU

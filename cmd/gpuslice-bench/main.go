@@ -3,6 +3,7 @@
 //	gpuslice-bench openb      replay the openb trace (FGD protocol) with gpuslice and baseline policies
 //	gpuslice-bench mig        place a MIG request mix on A100/H100 nodes with NVIDIA's layouts
 //	gpuslice-bench throughput scheduling throughput against a real kube-apiserver, gpuslice vs stock
+//	gpuslice-bench autoscale  a workload that comes and goes on a cluster the real Karpenter scales: node-hours and dollars
 //
 // Each subcommand takes -h for its flags. The packing benchmarks run the real
 // GPUSlice plugin inside the scheduler framework, in-process.
@@ -16,6 +17,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/gpuslice/gpuslice/pkg/bench/autoscale"
 	"github.com/gpuslice/gpuslice/pkg/bench/mig"
 	"github.com/gpuslice/gpuslice/pkg/bench/openb"
 	"github.com/gpuslice/gpuslice/pkg/bench/throughput"
@@ -28,9 +30,10 @@ func main() {
 		"openb":      openb.Main,
 		"mig":        mig.Main,
 		"throughput": throughput.Main,
+		"autoscale":  autoscale.Main,
 	}
 	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: gpuslice-bench openb|mig|throughput [flags] (-h for flags)")
+		fmt.Fprintln(os.Stderr, "usage: gpuslice-bench openb|mig|throughput|autoscale [flags] (-h for flags)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
