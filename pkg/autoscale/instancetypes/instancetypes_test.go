@@ -2,8 +2,6 @@ package instancetypes
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,34 +10,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/topology/migparted"
 )
 
-// migParted loads NVIDIA mig-parted's config-default.yaml from
-// ../shared/data, as the MIG benchmark does.
+// migParted is NVIDIA mig-parted's config-default.yaml (embedded copy).
 func migParted(t *testing.T) *topology.MIGParted {
 	t.Helper()
-	wd, err := os.Getwd()
+	parted, err := migparted.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "shared", "data", "mig-parted-config-default.yaml")
-		if _, err := os.Stat(p); err == nil {
-			parted, err := topology.LoadMIGParted(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return parted
-		}
-		if filepath.Dir(dir) == dir {
-			break
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("shared/data/mig-parted-config-default.yaml not found above " + wd)
-	}
-	t.Skip("shared/data/mig-parted-config-default.yaml not found above " + wd)
-	return nil
+	return parted
 }
 
 func builtinSet(t *testing.T) *Set {

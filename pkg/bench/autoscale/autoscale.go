@@ -49,6 +49,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/nodetaint"
 	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/topology/migparted"
 )
 
 // Policy is one scheduler and consolidation policy.
@@ -93,7 +94,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	seed := fs.Int64("seed", 42, "workload seed")
 	day := fs.Duration("day", 4*time.Minute, "length of the compressed day")
 	tail := fs.Duration("tail", 75*time.Second, "time after the day during which nodes are still counted (consolidation of what the night left)")
-	partedPath := fs.String("mig-parted", "../shared/data/mig-parted-config-default.yaml", "NVIDIA mig-parted config-default.yaml with the named MIG layouts")
+	partedPath := fs.String("mig-parted", "", "NVIDIA mig-parted config-default.yaml with the named MIG layouts (default: the embedded copy)")
 	only := fs.String("policies", "all", "comma-separated policy names, or all")
 	plotPath := fs.String("plot", "docs/autoscale-nodes.png", "PNG of nodes over the day per policy (empty: none)")
 	if err := fs.Parse(args); err != nil {
@@ -102,7 +103,10 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
-	parted, err := topology.LoadMIGParted(*partedPath)
+	parted, err := migparted.Default()
+	if *partedPath != "" {
+		parted, err = topology.LoadMIGParted(*partedPath)
+	}
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +33,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/nodetaint"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
-	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/topology/migparted"
 	"github.com/gpuslice/gpuslice/test/e2e"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
@@ -47,33 +46,6 @@ const (
 	// is stale gets a new node within it.
 	staleDeadline = 60 * time.Second
 )
-
-// migParted finds NVIDIA mig-parted's config-default.yaml in ../shared/data.
-func migParted(t *testing.T) *topology.MIGParted {
-	t.Helper()
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for dir := root; ; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "shared", "data", "mig-parted-config-default.yaml")
-		if _, err := os.Stat(p); err == nil {
-			parted, err := topology.LoadMIGParted(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return parted
-		}
-		if filepath.Dir(dir) == dir {
-			break
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("shared/data/mig-parted-config-default.yaml not found above " + root)
-	}
-	t.Skip("shared/data/mig-parted-config-default.yaml not found above " + root)
-	return nil
-}
 
 // skipOrFail skips when the autoscaler binaries are not built (fails in CI).
 func skipOrFail(t *testing.T, err error) {
@@ -291,7 +263,10 @@ func (e *env) check() []string {
 // cluster throughout: no device is ever double-booked.
 func TestKarpenterProvisionsConsolidatesAndUnsticks(t *testing.T) {
 	began := time.Now()
-	parted := migParted(t)
+	parted, err := migparted.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
 	set, err := instancetypes.Builtin(parted)
 	if err != nil {
 		t.Fatal(err)
