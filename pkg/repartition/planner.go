@@ -21,8 +21,9 @@ type Planner struct {
 	cat *topology.Catalog
 
 	mu         sync.Mutex
-	layouts    map[string][]layout // by model name
-	lastChange map[string]time.Time
+	layouts    map[string][]layout  // by model name
+	lastChange map[string]time.Time // per GPU (gpuKey)
+	lastRun    map[string]time.Time // per node
 	failures   map[string]failure
 }
 
@@ -39,13 +40,14 @@ func New(cfg Config, cat *topology.Catalog) (*Planner, error) {
 	if cat == nil {
 		return nil, fmt.Errorf("repartition: nil catalog")
 	}
-	return &Planner{cfg: cfg, cat: cat, layouts: map[string][]layout{}, lastChange: map[string]time.Time{}, failures: map[string]failure{}}, nil
+	return &Planner{cfg: cfg, cat: cat, layouts: map[string][]layout{}, lastChange: map[string]time.Time{}, lastRun: map[string]time.Time{}, failures: map[string]failure{}}, nil
 }
 
 func gpuKey(node string, index int) string { return node + "/" + strconv.Itoa(index) }
 
 // Commit records that the plan's changes were asked for at now: those GPUs
-// do not change again before now + MinGPUInterval.
+// do not change again before now + MinGPUInterval, their nodes not before
+// now + MinNodeInterval.
 func (p *Planner) Commit(plan *Plan, now time.Time) {
 	if plan == nil {
 		return
@@ -53,6 +55,9 @@ func (p *Planner) Commit(plan *Plan, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, np := range plan.Nodes {
+		if len(np.Changes) > 0 {
+			p.lastRun[np.Node] = now
+		}
 		for _, c := range np.Changes {
 			p.lastChange[gpuKey(np.Node, c.GPU)] = now
 		}
@@ -309,8 +314,16 @@ func (p *Planner) prepare(ns *NodeState, now time.Time) (*nodeWork, error) {
 		}
 	}
 	nw.eligible = !ns.Reconfiguring && t.MIGStrategy == topology.MIGStrategyMixed &&
-		(t.TimeSlicing == nil || !t.TimeSlicing.OneGPUPerRequest) && !now.Before(p.failures[t.Name].until)
+		(t.TimeSlicing == nil || !t.TimeSlicing.OneGPUPerRequest) && !now.Before(p.failures[t.Name].until) &&
+		p.nodeRested(t.Name, now)
 	return nw, nil
+}
+
+// nodeRested reports whether MinNodeInterval has passed since the node's
+// last run was asked for.
+func (p *Planner) nodeRested(node string, now time.Time) bool {
+	last, ok := p.lastRun[node]
+	return !ok || now.Sub(last) >= p.cfg.MinNodeInterval
 }
 
 // layoutCapacity is what one GPU with these instances advertises on this

@@ -450,6 +450,34 @@ func TestOscillatingDemandDoesNotThrash(t *testing.T) {
 	}
 }
 
+// Demand that arrives in two pieces a minute apart rebuilds a node once
+// when MinNodeInterval holds it back, and twice (GPU by GPU) without it.
+func TestMinNodeIntervalBatchesANode(t *testing.T) {
+	runs := func(interval time.Duration) int {
+		p := newPlanner(t, func(c *Config) { c.MinNodeInterval = interval; c.MinGPUInterval = 0; c.MinDemandAge = 0 })
+		nodes := []NodeState{{Topology: node("a", 2, sevenOnes()...)}}
+		n := 0
+		for i, pending := range [][]Demand{demand("train", "3g.40gb", 2, 0), demand("big", "7g.80gb", 1, 0)} {
+			now := t0.Add(time.Duration(i) * time.Minute)
+			in := Input{Now: now, Nodes: nodes, Pending: pending}
+			plan := p.Plan(in)
+			checkPlan(t, in, plan)
+			p.Commit(plan, now)
+			if plan.Changes() > 0 {
+				n++
+			}
+			applyPlan(nodes, plan)
+		}
+		return n
+	}
+	if got := runs(10 * time.Minute); got != 1 {
+		t.Errorf("with a 10-minute node interval the node ran MIG manager %d times, want 1", got)
+	}
+	if got := runs(0); got != 2 {
+		t.Errorf("without a node interval the node ran MIG manager %d times, want 2 (the test does not exercise the interval)", got)
+	}
+}
+
 func TestBackoffAfterFailure(t *testing.T) {
 	p := newPlanner(t, func(c *Config) { c.BackoffBase = time.Minute; c.BackoffMax = 3 * time.Minute })
 	nodes := []NodeState{{Topology: node("a", 1, sevenOnes()...)}}
@@ -484,6 +512,7 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.Strategy = "best" },
 		func(c *Config) { c.MaxNodesInFlight = 0 },
 		func(c *Config) { c.MinGPUInterval = -1 },
+		func(c *Config) { c.MinNodeInterval = -1 },
 		func(c *Config) { c.BackoffMax = c.BackoffBase - 1 },
 	} {
 		c := DefaultConfig()

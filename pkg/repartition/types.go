@@ -29,6 +29,11 @@ type Config struct {
 	Strategy Strategy
 	// MinGPUInterval is the least time between two changes of one GPU.
 	MinGPUInterval time.Duration
+	// MinNodeInterval is the least time between two runs of MIG manager on
+	// one node: a run takes the device plugin of the whole node down, so
+	// demand that arrives in pieces should not rebuild a node GPU by GPU.
+	// 0 leaves only MinGPUInterval.
+	MinNodeInterval time.Duration
 	// MaxNodesInFlight caps the nodes reconfiguring at once, those already
 	// reconfiguring included. A reconfiguration takes the device plugin of
 	// the whole node down for its duration.
@@ -61,8 +66,8 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("unknown repartition strategy %q (want %s or %s)", c.Strategy, FragmentationAware, FirstFit)
 	}
-	if c.MinGPUInterval < 0 || c.BackoffBase < 0 || c.BackoffMax < 0 || c.MinDemandAge < 0 {
-		return fmt.Errorf("durations must not be negative (min GPU interval %v, back-off %v..%v, min demand age %v)", c.MinGPUInterval, c.BackoffBase, c.BackoffMax, c.MinDemandAge)
+	if c.MinGPUInterval < 0 || c.MinNodeInterval < 0 || c.BackoffBase < 0 || c.BackoffMax < 0 || c.MinDemandAge < 0 {
+		return fmt.Errorf("durations must not be negative (min GPU interval %v, min node interval %v, back-off %v..%v, min demand age %v)", c.MinGPUInterval, c.MinNodeInterval, c.BackoffBase, c.BackoffMax, c.MinDemandAge)
 	}
 	if c.BackoffMax < c.BackoffBase {
 		return fmt.Errorf("back-off maximum %v is below its base %v", c.BackoffMax, c.BackoffBase)

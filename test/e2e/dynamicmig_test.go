@@ -172,6 +172,9 @@ func TestDynamicMIGPhases(t *testing.T) {
 	defer sched.Stop()
 	pc := repartition.DefaultConfig()
 	pc.MinDemandAge, pc.MinGPUInterval, pc.MaxNodesInFlight = time.Second, 5*time.Second, 3
+	// Pods of a phase are created one by one: a node rebuilt for the first
+	// ones is not rebuilt again GPU by GPU for the later ones.
+	pc.MinNodeInterval = 20 * time.Second
 	rec := record.NewFakeRecorder(1000)
 	c, err := controller.New(kube, gpu, controller.Options{
 		ConfigMapNamespace: "gpu-operator", ConfigMapName: "custom-mig-parted-config", Nodes: labels.Everything(), SchedulerNames: []string{"gpuslice-binpack"},

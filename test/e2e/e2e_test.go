@@ -362,8 +362,14 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatal("pod pinned to h100-ts-0 bound while the node's topology was stale")
 			}
 		case "exporter back":
-			if e.nodeOf("pinned-h100-ts-0") != "h100-ts-0" {
-				t.Fatal("pod pinned to h100-ts-0 not bound after the exporter came back")
+			// The pinned pod failed every attempt while the node was stale,
+			// so it may sit out kube-scheduler's backoff (up to
+			// podMaxBackoffSeconds, 10 s) after the republished GPUNode
+			// woke it: longer than settle's 2 s of quiet.
+			if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+				return e.nodeOf("pinned-h100-ts-0") == "h100-ts-0", nil
+			}); err != nil {
+				t.Fatal("pod pinned to h100-ts-0 not bound within 30 s after the exporter came back")
 			}
 		case "MIG layout change with pods pending":
 			if e.nodeOf("needs-4g") != reconfNode {

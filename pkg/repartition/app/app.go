@@ -30,17 +30,17 @@ import (
 
 // Flags are the command's settings.
 type Flags struct {
-	Kubeconfig                   string
-	ConfigMap, ConfigKey         string
-	NodeSelector                 string
-	SchedulerNames               string
-	Window, Propagation, Timeout time.Duration
-	MinGPUInterval, MinDemandAge time.Duration
-	BackoffBase, BackoffMax      time.Duration
-	MaxNodesInFlight             int
-	LeaseNamespace, LeaseName    string
-	MetricsAddress               string
-	SyncInterval                 time.Duration
+	Kubeconfig                                    string
+	ConfigMap, ConfigKey                          string
+	NodeSelector                                  string
+	SchedulerNames                                string
+	Window, Propagation, Timeout                  time.Duration
+	MinGPUInterval, MinNodeInterval, MinDemandAge time.Duration
+	BackoffBase, BackoffMax                       time.Duration
+	MaxNodesInFlight                              int
+	LeaseNamespace, LeaseName                     string
+	MetricsAddress                                string
+	SyncInterval                                  time.Duration
 }
 
 // NewFlagSet returns the command's flags bound to f, with their defaults.
@@ -56,6 +56,7 @@ func NewFlagSet(f *Flags) *flag.FlagSet {
 	fs.DurationVar(&f.Propagation, "propagation", 90*time.Second, "wait after writing the ConfigMap before setting nvidia.com/mig.config (kubelet's ConfigMap sync)")
 	fs.DurationVar(&f.Timeout, "run-timeout", 20*time.Minute, "a run not ended by then counts as failed")
 	fs.DurationVar(&f.MinGPUInterval, "min-gpu-interval", d.MinGPUInterval, "least time between two changes of one GPU")
+	fs.DurationVar(&f.MinNodeInterval, "min-node-interval", d.MinNodeInterval, "least time between two runs of MIG manager on one node (a run takes the node's device plugin down); 0: only --min-gpu-interval")
 	fs.DurationVar(&f.MinDemandAge, "min-demand-age", d.MinDemandAge, "pending pods younger than this are not acted on")
 	fs.DurationVar(&f.BackoffBase, "backoff", d.BackoffBase, "how long a node whose run failed is left alone (doubling per failure)")
 	fs.DurationVar(&f.BackoffMax, "backoff-max", d.BackoffMax, "longest back-off")
@@ -88,6 +89,7 @@ func (f *Flags) Options() (controller.Options, error) {
 	}
 	pc := repartition.DefaultConfig()
 	pc.MinGPUInterval, pc.MinDemandAge, pc.BackoffBase, pc.BackoffMax, pc.MaxNodesInFlight = f.MinGPUInterval, f.MinDemandAge, f.BackoffBase, f.BackoffMax, f.MaxNodesInFlight
+	pc.MinNodeInterval = f.MinNodeInterval
 	if err := pc.Validate(); err != nil {
 		return controller.Options{}, err
 	}
