@@ -6,6 +6,9 @@ import (
 	"os"
 
 	"k8s.io/component-base/cli"
+	"k8s.io/component-base/metrics/legacyregistry"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go's REST metrics, as kube-scheduler registers them
+	_ "k8s.io/component-base/metrics/prometheus/version"  // the build's version metric
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 
 	// Registers GPUSliceArgs with kube-scheduler's config scheme.
@@ -15,6 +18,7 @@ import (
 
 func main() {
 	shared := gpuslice.NewShared()
+	shared.Metrics().Register(legacyregistry.MustRegister)
 	cmd := app.NewSchedulerCommand(app.WithPlugin(gpuslice.Name, shared.New))
 	os.Exit(cli.Run(cmd))
 }

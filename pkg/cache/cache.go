@@ -40,6 +40,7 @@ type nodeEntry struct {
 	// View, called for every node in every scheduling cycle, only checks the
 	// heartbeat's age.
 	blocked string
+	cause   Cause
 	pods    map[types.UID]*podRecord
 	snap    *allocator.State
 	gen     uint64
@@ -50,6 +51,8 @@ type nodeEntry struct {
 	// unplaced counts records whose devices could not be placed without
 	// double-booking; they hold nothing.
 	unplaced int
+	// observer is the cache's Options.Observer (nil: none).
+	observer Observer
 }
 
 type podRecord struct {
@@ -80,7 +83,7 @@ func New(opts Options) *Cache {
 func (c *Cache) entry(name string, create bool) *nodeEntry {
 	e := c.nodes[name]
 	if e == nil && create {
-		e = &nodeEntry{name: name, pods: map[types.UID]*podRecord{}}
+		e = &nodeEntry{name: name, pods: map[types.UID]*podRecord{}, observer: c.opts.Observer}
 		e.setBlocked()
 		c.nodes[name] = e
 	}
@@ -198,7 +201,7 @@ func (c *Cache) View(name string) NodeView {
 
 // UnknownNode is the freshness of a node the cache knows nothing of.
 func UnknownNode(name string) Freshness {
-	return Freshness{Reason: noTopology(name)}
+	return Freshness{Reason: noTopology(name), Cause: CauseNoTopology}
 }
 
 func noTopology(name string) string {
@@ -215,6 +218,7 @@ type published struct {
 	snap      *allocator.State
 	gen       uint64
 	blocked   string
+	cause     Cause
 	heartbeat time.Time
 }
 
@@ -222,7 +226,7 @@ type published struct {
 // e.mu (or e is not shared yet) and calls it after every change of snap,
 // gen, blocked or heartbeat: setBlocked, rebuild and Assume do.
 func (e *nodeEntry) publish() {
-	e.cur.Store(&published{snap: e.snap, gen: e.gen, blocked: e.blocked, heartbeat: e.heartbeat})
+	e.cur.Store(&published{snap: e.snap, gen: e.gen, blocked: e.blocked, cause: e.cause, heartbeat: e.heartbeat})
 }
 
 // Handle is a node's entry, looked up once. The cache never drops or
@@ -255,11 +259,11 @@ func (h Handle) View() NodeView { return h.c.view(h.e) }
 // freshness says whether the node may take GPU pods at now.
 func (p *published) freshness(node string, now time.Time, staleAfter time.Duration) Freshness {
 	if p.blocked != "" {
-		return Freshness{Reason: p.blocked}
+		return Freshness{Reason: p.blocked, Cause: p.cause}
 	}
 	if staleAfter > 0 && now.Sub(p.heartbeat) > staleAfter {
 		return Freshness{Reason: fmt.Sprintf("GPU topology of node %s is stale: last exporter heartbeat %s ago (limit %s)",
-			node, now.Sub(p.heartbeat).Round(time.Second), staleAfter)}
+			node, now.Sub(p.heartbeat).Round(time.Second), staleAfter), Cause: CauseStale}
 	}
 	return Freshness{Usable: true}
 }
@@ -269,19 +273,19 @@ func (p *published) freshness(node string, now time.Time, staleAfter time.Durati
 func (e *nodeEntry) setBlocked() {
 	switch {
 	case e.topo == nil:
-		e.blocked = noTopology(e.name)
+		e.blocked, e.cause = noTopology(e.name), CauseNoTopology
 	case e.compileErr != nil:
-		e.blocked = fmt.Sprintf("GPU topology of node %s is invalid: %v", e.name, e.compileErr)
+		e.blocked, e.cause = fmt.Sprintf("GPU topology of node %s is invalid: %v", e.name, e.compileErr), CauseInvalid
 	case e.topo.State == "Reconfiguring":
-		e.blocked = fmt.Sprintf("node %s is reconfiguring MIG: %s", e.name, e.topo.Message)
+		e.blocked, e.cause = fmt.Sprintf("node %s is reconfiguring MIG: %s", e.name, e.topo.Message), CauseReconfiguring
 	case e.topo.State == "Degraded":
-		e.blocked = fmt.Sprintf("GPU topology of node %s is degraded: %s", e.name, e.topo.Message)
+		e.blocked, e.cause = fmt.Sprintf("GPU topology of node %s is degraded: %s", e.name, e.topo.Message), CauseDegraded
 	case e.topo.State != "Ready":
-		e.blocked = fmt.Sprintf("GPU topology of node %s is in unknown state %q", e.name, e.topo.State)
+		e.blocked, e.cause = fmt.Sprintf("GPU topology of node %s is in unknown state %q", e.name, e.topo.State), CauseUnknownState
 	case !e.hasLease:
-		e.blocked = fmt.Sprintf("no heartbeat from the gpuslice exporter on node %s", e.name)
+		e.blocked, e.cause = fmt.Sprintf("no heartbeat from the gpuslice exporter on node %s", e.name), CauseNoHeartbeat
 	default:
-		e.blocked = ""
+		e.blocked, e.cause = "", ""
 	}
 	e.publish()
 }
@@ -436,26 +440,28 @@ func (c *Cache) Assume(uid types.UID, namespace, name string, req *podrequest.Re
 	return nil
 }
 
-// Forget drops a reservation that did not lead to a binding (Unreserve). It
-// leaves bound and confirmed pods alone.
-func (c *Cache) Forget(uid types.UID) {
+// Forget drops a reservation that did not lead to a binding (Unreserve),
+// reporting whether there was one. It leaves bound and confirmed pods
+// alone.
+func (c *Cache) Forget(uid types.UID) bool {
 	c.mu.RLock()
 	node, ok := c.podNode[uid]
 	c.mu.RUnlock()
 	if !ok {
-		return
+		return false
 	}
 	e := c.lockedEntry(node)
 	if e == nil {
-		return
+		return false
 	}
 	defer e.mu.Unlock()
 	if r := e.pods[uid]; r == nil || r.phase != Assumed {
-		return
+		return false
 	}
 	delete(e.pods, uid)
 	e.rebuild()
 	c.dropIndex(uid, node)
+	return true
 }
 
 // Pod returns a pod's record.

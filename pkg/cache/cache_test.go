@@ -161,26 +161,26 @@ func TestFreshness(t *testing.T) {
 		t.Fatal(v.Freshness.Reason)
 	}
 	clk.now = clk.now.Add(2 * time.Minute)
-	if v := c.View("ts"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "stale: last exporter heartbeat 2m0s ago (limit 40s)") {
+	if v := c.View("ts"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "stale: last exporter heartbeat 2m0s ago (limit 40s)") || v.Freshness.Cause != CauseStale {
 		t.Fatalf("stale: %+v", v.Freshness)
 	}
 	c.SetHeartbeat("ts", clk.now)
 	c.SetTopology("ts", &Topology{Node: fixtures.MustBuild(topology.NewCatalog(), ts4), State: "Reconfiguring", Message: "mig.config.state=pending"})
-	if v := c.View("ts"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "reconfiguring MIG: mig.config.state=pending") {
+	if v := c.View("ts"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "reconfiguring MIG: mig.config.state=pending") || v.Freshness.Cause != CauseReconfiguring {
 		t.Fatalf("reconfiguring: %+v", v.Freshness)
 	}
 	bad := fixtures.MustBuild(topology.NewCatalog(), ts4)
 	bad.GPUs[1].UUID = bad.GPUs[0].UUID
 	c.SetTopology("ts", &Topology{Node: bad, State: "Ready"})
-	if v := c.View("ts"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "invalid") || v.State != nil {
+	if v := c.View("ts"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "invalid") || v.State != nil || v.Freshness.Cause != CauseInvalid {
 		t.Fatalf("corrupted: %+v", v.Freshness)
 	}
-	if v := c.View("nope"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "no GPU topology published for node nope") {
+	if v := c.View("nope"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "no GPU topology published for node nope") || v.Freshness.Cause != CauseNoTopology {
 		t.Fatalf("unknown node: %+v", v.Freshness)
 	}
 	c.SetTopology("ts", &Topology{Node: fixtures.MustBuild(topology.NewCatalog(), ts4), State: "Ready"})
 	c.RemoveHeartbeat("ts")
-	if v := c.View("ts"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "no heartbeat") {
+	if v := c.View("ts"); v.Freshness.Usable || !strings.Contains(v.Freshness.Reason, "no heartbeat") || v.Freshness.Cause != CauseNoHeartbeat {
 		t.Fatalf("no lease: %+v", v.Freshness)
 	}
 }
@@ -197,7 +197,9 @@ func TestForgetOnlyDropsAssumptions(t *testing.T) {
 	if used(c, "ts") != 2 {
 		t.Fatal("pending update dropped an assumption")
 	}
-	c.Forget("a")
+	if !c.Forget("a") {
+		t.Fatal("Forget of an assumption reported none")
+	}
 	if used(c, "ts") != 0 {
 		t.Fatal("Forget kept the devices")
 	}
@@ -206,7 +208,9 @@ func TestForgetOnlyDropsAssumptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.UpsertPod(PodUpdate{UID: "b", Name: "b", Node: "ts", Request: r, Assignment: p})
-	c.Forget("b")
+	if c.Forget("b") {
+		t.Fatal("Forget of a bound pod reported an assumption")
+	}
 	if used(c, "ts") != 2 {
 		t.Fatal("Forget dropped a bound pod")
 	}

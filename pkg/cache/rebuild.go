@@ -1,11 +1,14 @@
 package cache
 
 import (
+	"slices"
 	"sort"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
 // rebuild recomputes the node's allocation snapshot from its records. The
@@ -15,8 +18,15 @@ import (
 // collides with the truth is re-predicted; a pod that no longer fits holds
 // nothing rather than a device someone else has.
 func (e *nodeEntry) rebuild() {
+	if e.observer == nil {
+		e.rebuildSnapshot()
+		e.publish()
+		return
+	}
+	start := time.Now()
 	e.rebuildSnapshot()
 	e.publish()
+	e.observer.Rebuilt(e.name, time.Since(start))
 }
 
 func (e *nodeEntry) rebuildSnapshot() {
@@ -52,6 +62,12 @@ func (e *nodeEntry) rebuildSnapshot() {
 	for _, r := range records {
 		if devs := reported[r.uid]; len(devs) > 0 {
 			if err := st.Apply(devs); err == nil {
+				if r.phase != Confirmed && r.predicted && len(r.devices) > 0 && e.observer != nil {
+					e.observer.ReadBack(ReadBack{
+						UID: r.uid, Namespace: r.namespace, Name: r.name, Node: e.name, Claimed: r.claimed != nil,
+						Predicted: r.devices, Reported: devs, Corrected: !samePhysical(r.devices, devs),
+					})
+				}
 				r.devices, r.predicted, r.phase = devs, false, Confirmed
 				continue
 			}
@@ -93,5 +109,26 @@ func sortedUIDs(m map[types.UID][]allocator.ResourceDevices) []types.UID {
 		out = append(out, uid)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// samePhysical reports whether two device lists name the same physical
+// devices per resource, counted with multiplicity: time-sliced replicas of
+// one GPU (GPU-<uuid>::<n>) are interchangeable, so only their GPU counts.
+func samePhysical(a, b []allocator.ResourceDevices) bool {
+	return slices.Equal(physical(a), physical(b))
+}
+
+// physical lists "resource/device" for every device, replica suffixes
+// removed, sorted.
+func physical(devs []allocator.ResourceDevices) []string {
+	var out []string
+	for _, d := range devs {
+		for _, id := range d.DeviceIDs {
+			base, _, _ := topology.SplitReplicaID(id)
+			out = append(out, d.Resource+"/"+base)
+		}
+	}
+	slices.Sort(out)
 	return out
 }

@@ -53,6 +53,63 @@ type Freshness struct {
 	Usable bool
 	// Reason names the problem when Usable is false.
 	Reason string
+	// Cause is the kind of problem when Usable is false ("" otherwise).
+	Cause Cause
+}
+
+// Cause is why a node takes no GPU pods: a stable name for metrics and
+// events (Freshness.Reason says it to a user).
+type Cause string
+
+const (
+	// CauseNoTopology: no GPUNode published (no exporter on the node).
+	CauseNoTopology Cause = "topology_missing"
+	// CauseInvalid: the published topology does not compile.
+	CauseInvalid Cause = "invalid"
+	// CauseReconfiguring: the MIG manager is changing the node's layout.
+	CauseReconfiguring Cause = "reconfiguring"
+	// CauseDegraded: the exporter cannot read the node (NVML, config,
+	// kubelet).
+	CauseDegraded Cause = "degraded"
+	// CauseUnknownState: the topology is in a state this scheduler does
+	// not know.
+	CauseUnknownState Cause = "unknown_state"
+	// CauseNoHeartbeat: the exporter's Lease does not exist.
+	CauseNoHeartbeat Cause = "no_heartbeat"
+	// CauseStale: the exporter's Lease was not renewed in time.
+	CauseStale Cause = "stale"
+)
+
+// Causes lists every Cause, in a stable order.
+var Causes = []Cause{CauseNoTopology, CauseInvalid, CauseReconfiguring, CauseDegraded, CauseUnknownState, CauseNoHeartbeat, CauseStale}
+
+// Observer is told of what the cache learns that operators want to see
+// (metrics, events). Its methods are called with a node's lock held: they
+// must be quick and must not call back into the cache.
+type Observer interface {
+	// ReadBack is called once per pod when the exporter first reports the
+	// devices the kubelet gave a pod whose devices the cache had
+	// predicted (claimed: by a reservation or the pod's assignment
+	// annotation; otherwise a prediction for another scheduler's pod).
+	ReadBack(r ReadBack)
+	// Rebuilt is called after a node's snapshot was recomputed from its
+	// records, with how long that took.
+	Rebuilt(node string, took time.Duration)
+}
+
+// ReadBack compares the devices predicted for a pod with those the kubelet
+// gave it.
+type ReadBack struct {
+	UID             types.UID
+	Namespace, Name string
+	Node            string
+	Claimed         bool
+	Predicted       []allocator.ResourceDevices
+	Reported        []allocator.ResourceDevices
+	// Corrected is true when the reported physical devices differ from
+	// the predicted ones (replicas of one GPU are interchangeable: only
+	// which GPU or MIG device counts).
+	Corrected bool
 }
 
 // NodeView is a consistent view of one node for a scheduling cycle.
@@ -89,4 +146,6 @@ type Options struct {
 	StaleAfter time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Observer, when set, is told of read-backs and rebuilds.
+	Observer Observer
 }

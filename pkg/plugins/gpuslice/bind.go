@@ -48,8 +48,10 @@ func (p *Plugin) Bind(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node 
 		Target: v1.ObjectReference{Kind: "Node", Name: node},
 	}
 	if err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
+		p.shared.metrics.reservation(outcomeRecordFailed)
 		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s to %s with its GPU assignment: %w", pod.Namespace, pod.Name, node, err))
 	}
+	p.shared.metrics.reservation(outcomeRecorded)
 	return nil
 }
 

@@ -47,8 +47,10 @@ func (p *Plugin) PreBind(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, _ 
 		return err
 	})
 	if err != nil {
+		p.shared.metrics.reservation(outcomeRecordFailed)
 		return fwk.AsStatus(fmt.Errorf("recording GPU assignment on pod %s/%s: %w", pod.Namespace, pod.Name, err))
 	}
+	p.shared.metrics.reservation(outcomeRecorded)
 	return nil
 }
 

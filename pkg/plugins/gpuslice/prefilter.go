@@ -26,6 +26,8 @@ func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 	if err := p.shared.waitSynced(ctx); err != nil {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "gpuslice: "+err.Error())
 	}
+	// This replica schedules: it emits the events (observe.go).
+	p.shared.obs.activate()
 	s := &cycleState{req: req, reqKey: requestKey(req), host: hostRequest(pod)}
 	if fragAware {
 		s.mix = p.shared.mix.Snapshot(mixMinShare)

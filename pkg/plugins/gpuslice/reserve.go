@@ -24,16 +24,23 @@ func (d *placementData) Clone() fwk.StateData { return d }
 // retried: two cycles never hold the same device.
 func (p *Plugin) Reserve(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, node string) *fwk.Status {
 	req, st, status := p.reserveInputs(cs, pod, node)
-	if status != nil || req == nil {
+	if status != nil {
+		p.shared.metrics.reservation(outcomeRejected)
 		return status
+	}
+	if req == nil {
+		return nil
 	}
 	placement, v := st.Place(req)
 	if !v.OK() {
+		p.shared.metrics.reservation(outcomeRejected)
 		return fwk.NewStatus(fwk.Unschedulable, "gpuslice: "+v.Reason())
 	}
 	if err := p.shared.cache.Assume(pod.UID, pod.Namespace, pod.Name, req, placement); err != nil {
+		p.shared.metrics.reservation(outcomeRejected)
 		return fwk.NewStatus(fwk.Unschedulable, "gpuslice: "+err.Error())
 	}
+	p.shared.metrics.reservation(outcomeReserved)
 	cs.Write(placementKey, &placementData{p: placement})
 	klog.FromContext(ctx).V(4).Info("Reserved GPU devices", "pod", klog.KObj(pod), "node", node, "devices", placement.Devices())
 	return nil
@@ -66,5 +73,7 @@ func (p *Plugin) reserveInputs(cs fwk.CycleState, pod *v1.Pod, node string) (*po
 // Unreserve drops the reservation. It is idempotent and leaves pods that
 // are already bound alone.
 func (p *Plugin) Unreserve(_ context.Context, _ fwk.CycleState, pod *v1.Pod, _ string) {
-	p.shared.cache.Forget(pod.UID)
+	if p.shared.cache.Forget(pod.UID) {
+		p.shared.metrics.reservation(outcomeReleased)
+	}
 }

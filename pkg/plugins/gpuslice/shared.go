@@ -52,6 +52,10 @@ type Shared struct {
 	// taints keeps the GPU-unusable taint (nil unless a profile sets
 	// taintUnusableNodes).
 	taints *nodetaint.Controller
+	// metrics and obs: what operators see (metrics.go, observe.go); nil in
+	// offline use.
+	metrics *Metrics
+	obs     *observer
 }
 
 // addMemo registers a profile's memo.
@@ -74,8 +78,14 @@ func (s *Shared) forgetNode(name string) {
 // NewShared returns uninitialised shared state; the first profile's New
 // initialises it.
 func NewShared() *Shared {
-	return &Shared{catalog: topology.NewCatalog()}
+	m := NewMetrics()
+	return &Shared{catalog: topology.NewCatalog(), metrics: m, obs: newObserver(m, nil)}
 }
+
+// Metrics returns the plugin's metrics, for the caller to register
+// (gpuslice-scheduler: in kube-scheduler's registry). Nil for offline
+// shared state.
+func (s *Shared) Metrics() *Metrics { return s.metrics }
 
 // init builds the cache and starts its informers on the first call; later
 // calls check that the profile's args agree on what the cache depends on.
@@ -103,14 +113,23 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 		return nil
 	}
 	logger := klog.FromContext(ctx).WithName(Name)
+	start := time.Now()
 	s.args = args
 	s.client = h.ClientSet()
 	s.mix = allocator.NewMixLearner(int(args.ScoringStrategy.MixHalfLife), 64)
-	s.cache = cache.New(cache.Options{
+	opts := cache.Options{
 		Catalog:       s.catalog,
 		DefaultPolicy: topology.AllocationPolicy(args.DefaultAllocationPolicy),
 		StaleAfter:    args.HeartbeatTimeout.Duration,
-	})
+	}
+	if s.obs != nil {
+		opts.Observer = s.obs
+		if r := h.EventRecorder(); r != nil {
+			s.obs.setRecorder(r)
+		}
+	}
+	s.cache = cache.New(opts)
+	nodeLister := h.SharedInformerFactory().Core().V1().Nodes().Lister()
 
 	podReg, err := h.SharedInformerFactory().Core().V1().Pods().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onPod(logger, obj) },
@@ -148,6 +167,9 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 	leaseFactory.Start(ctx.Done())
 	go s.truth.run(ctx)
 	s.synced = []toolscache.InformerSynced{podReg.HasSynced, gpuReg.HasSynced, leaseReg.HasSynced}
+	if s.obs != nil {
+		go s.runObserver(ctx, start, nodeLister)
+	}
 	logger.Info("GPUSlice shared state initialised", "leaseNamespace", args.LeaseNamespace, "heartbeatTimeout", args.HeartbeatTimeout.Duration)
 	if args.TaintUnusableNodes {
 		return s.startTaints(ctx, h)
