@@ -10,10 +10,24 @@ all: build
 build:
 	$(GO) build $(PKGS)
 
-# Binaries of the product, into bin/.
+# VERSION is the release the binaries report (gpuslice-exporter --version)
+# and the images' tag; manifests/ deploy gpuslice/gpuslice-*:$(VERSION)
+# (hack/tools/images' test checks that they agree).
+VERSION ?= v0.1.0
+# KUBE_VERSION is the Kubernetes release the scheduler is built from (go.mod):
+# kube-scheduler's --version, kubernetes_build_info and its metrics'
+# deprecation follow it, as in an upstream build.
+KUBE_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" && $$2 ~ /^v/ {print $$2; exit}' go.mod)
+VERSION_LDFLAGS := -X github.com/gpuslice/gpuslice/pkg/version.Version=$(VERSION)
+KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=$(word 2,$(subst ., ,$(subst v,v ,$(KUBE_VERSION)))) \
+	-X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION)))
+
+# Binaries of the product, into bin/. The scheduler is static (no cgo), for
+# an image with no C library.
 .PHONY: scheduler exporter kubectl-gpuslice
 scheduler:
-	$(GO) build -trimpath -ldflags="-s -w" -o bin/gpuslice-scheduler ./cmd/gpuslice-scheduler
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w $(VERSION_LDFLAGS) $(KUBE_LDFLAGS)" -o bin/gpuslice-scheduler ./cmd/gpuslice-scheduler
 
 # The kubectl plugin: `kubectl gpuslice whatif` (README).
 kubectl-gpuslice:
@@ -28,7 +42,31 @@ kubectl-gpuslice:
 # time, of a process that uses about 1 ms of CPU a second.
 EXPORTER_GCFLAGS := -gcflags=all=-l -gcflags='runtime/...=' -gcflags='internal/runtime/...='
 exporter:
-	CGO_ENABLED=1 $(GO) build -trimpath -tags nethttpomithttp2 $(EXPORTER_GCFLAGS) -ldflags="-s -w" -o bin/gpuslice-exporter ./cmd/gpuslice-exporter
+	CGO_ENABLED=1 $(GO) build -trimpath -tags nethttpomithttp2 $(EXPORTER_GCFLAGS) -ldflags="-s -w $(VERSION_LDFLAGS)" -o bin/gpuslice-exporter ./cmd/gpuslice-exporter
+
+# images builds the scheduler's and the exporter's images without a
+# container engine (go-containerregistry, in its own module under
+# hack/tools/images) into bin/images/gpuslice-{scheduler,exporter}.tar,
+# tagged $(IMAGE_REPOSITORY)/gpuslice-*:$(VERSION): archives that docker
+# load, kind load image-archive and crane push take. The exporter's C
+# library comes from Debian's packages (apt-get download, cached in
+# bin/images/debs), not from a base image.
+IMAGE_REPOSITORY ?= gpuslice
+IMAGE_DEBS := libc6 libgcc-s1
+.PHONY: images image-debs test-images
+image-debs:
+	hack/fetch-debs.sh bin/images/debs $(IMAGE_DEBS)
+
+images: scheduler exporter image-debs
+	$(GO) -C hack/tools/images build -o $(CURDIR)/bin/gpuslice-images .
+	bin/gpuslice-images -out bin/images -version $(VERSION) -repository $(IMAGE_REPOSITORY) \
+		-scheduler bin/gpuslice-scheduler -exporter bin/gpuslice-exporter \
+		$(foreach p,$(IMAGE_DEBS),-deb $(firstword $(wildcard bin/images/debs/$(p)_*.deb)))
+
+# test-images unpacks each image and runs its binary from the image's own
+# filesystem (chroot, as the image's user) with --version.
+test-images: images
+	cd hack/tools/images && GPUSLICE_IMAGES=$(CURDIR)/bin/images $(GO) test -count=1 ./...
 
 # demo starts a local cluster (real etcd + kube-apiserver, simulated GPU
 # nodes, gpuslice-scheduler), runs the sample workload under the default
@@ -42,7 +80,7 @@ demo: control-plane
 
 # test runs every test: unit and table tests, fuzz seed corpora (go test runs
 # them as ordinary tests), then the static checks of verify.
-test: test-unit test-race verify
+test: test-unit test-race test-images verify
 
 # control-plane builds bin/etcd, bin/kube-apiserver and bin/kubectl for the
 # integration tests (pkg/localcluster/controlplane); cached in bin/, keyed by go.sum.
@@ -92,14 +130,19 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) -C hack/tools/images vet ./...
 
-# tidy-check fails when go.mod/go.sum are not what `go mod tidy` makes them.
+# tidy-check fails when go.mod/go.sum (the product's and the tools
+# modules') are not what `go mod tidy` makes them.
+TOOL_MODULES := hack/tools/images
 tidy-check:
-	@cp go.mod /tmp/gpuslice-go.mod.bak; cp go.sum /tmp/gpuslice-go.sum.bak; \
-	$(GO) mod tidy; \
-	if ! cmp -s go.mod /tmp/gpuslice-go.mod.bak || ! cmp -s go.sum /tmp/gpuslice-go.sum.bak; then \
-		cp /tmp/gpuslice-go.mod.bak go.mod; cp /tmp/gpuslice-go.sum.bak go.sum; \
-		echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; fi
+	@for m in . $(TOOL_MODULES); do \
+	cp $$m/go.mod /tmp/gpuslice-go.mod.bak; cp $$m/go.sum /tmp/gpuslice-go.sum.bak; \
+	$(GO) -C $$m mod tidy; \
+	if ! cmp -s $$m/go.mod /tmp/gpuslice-go.mod.bak || ! cmp -s $$m/go.sum /tmp/gpuslice-go.sum.bak; then \
+		cp /tmp/gpuslice-go.mod.bak $$m/go.mod; cp /tmp/gpuslice-go.sum.bak $$m/go.sum; \
+		echo "$$m/go.mod or go.sum is not tidy: run 'go mod tidy' there"; exit 1; fi; \
+	done
 
 # bench prints the allocator's per-node costs and the plugin's per-pod cost
 # on a 1 000-node cluster (ns/op, allocs/op).

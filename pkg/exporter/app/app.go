@@ -29,6 +29,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/exporter/kubelet"
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml"
 	"github.com/gpuslice/gpuslice/pkg/topology"
+	"github.com/gpuslice/gpuslice/pkg/version"
 )
 
 // Flags are the command's settings.
@@ -43,6 +44,8 @@ type Flags struct {
 	HeartbeatInterval  time.Duration
 	Resync             time.Duration
 	PollInterval       time.Duration
+	// Version: print the version and exit.
+	Version bool
 }
 
 const (
@@ -69,6 +72,7 @@ func NewFlagSet(f *Flags) *flag.FlagSet {
 	fs.DurationVar(&f.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often the Lease is renewed")
 	fs.DurationVar(&f.Resync, "resync", 30*time.Second, "full re-read period")
 	fs.DurationVar(&f.PollInterval, "poll-interval", time.Second, "how often PodResources and the config file are checked")
+	fs.BoolVar(&f.Version, "version", false, "print the version and exit")
 	// Of klog's flags only -v and -vmodule, as Kubernetes components do
 	// (k8s.io/component-base/logs).
 	var klogFlags flag.FlagSet
@@ -132,6 +136,10 @@ func Main(args []string) int {
 		printUsage(os.Stderr, fs)
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		return 1
+	}
+	if f.Version {
+		fmt.Fprintf(os.Stdout, "%s %s\n", name, version.Version)
+		return 0
 	}
 	// As k8s.io/component-base/logs.InitLogs: the standard logger writes
 	// to klog, klog flushes periodically, contextual logging is off.

@@ -3,9 +3,13 @@ package app
 import (
 	"errors"
 	"flag"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpuslice/gpuslice/pkg/version"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -35,6 +39,7 @@ func TestParseFlags(t *testing.T) {
 			args: []string{"--lease-namespace=ns", "--", "--node-name=gpu-0"},
 			want: Flags{LeaseNamespace: "ns"},
 		},
+		{name: "version", args: []string{"--version"}, want: Flags{Version: true}},
 		{name: "help", args: []string{"--help"}, wantErr: flag.ErrHelp},
 		{name: "unknown", args: []string{"--bogus=1"}, wantErr: errors.New("flag provided but not defined: -bogus")},
 	} {
@@ -65,6 +70,9 @@ func TestParseFlags(t *testing.T) {
 			check("lease-namespace", got.LeaseNamespace, tc.want.LeaseNamespace)
 			check("heartbeat-interval", got.HeartbeatInterval, tc.want.HeartbeatInterval)
 			check("resync", got.Resync, tc.want.Resync)
+			if got.Version != tc.want.Version {
+				t.Errorf("--version = %v, want %v", got.Version, tc.want.Version)
+			}
 			if tc.want.NodeName == "" && got.NodeName != "" {
 				t.Errorf("--node-name = %q, want unset", got.NodeName)
 			}
@@ -87,5 +95,21 @@ func TestUsage(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+func TestMainVersion(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	code := Main([]string{"--version"})
+	os.Stdout = stdout
+	w.Close()
+	out, _ := io.ReadAll(r)
+	if code != 0 || string(out) != "gpuslice-exporter "+version.Version+"\n" {
+		t.Fatalf("exit %d, output %q", code, out)
 	}
 }
