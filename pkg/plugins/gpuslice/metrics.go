@@ -37,6 +37,7 @@ type Metrics struct {
 	emptyNodes       *metrics.Gauge
 	emptyGPUs        *metrics.Gauge
 	nodeEquivalents  *metrics.GaugeVec
+	nodeSlices       *metrics.GaugeVec
 	cacheSync        *metrics.Gauge
 	nodeRebuild      *metrics.Histogram
 	eventsSuppressed *metrics.Counter
@@ -87,6 +88,9 @@ func NewMetrics() *Metrics {
 		nodeEquivalents: metrics.NewGaugeVec(gaugeOpts("node_gpu_equivalents",
 			"Per usable GPU node, GPU-equivalents used and free (see gpu_equivalents)."),
 			[]string{"node", "state"}),
+		nodeSlices: metrics.NewGaugeVec(gaugeOpts("node_slices",
+			"Per usable GPU node and GPU resource (nvidia.com/mig-<profile>, nvidia.com/gpu, nvidia.com/gpu.shared), devices by state: used, free (healthy and unallocated), unhealthy. A time-sliced replica counts as one device."),
+			[]string{"node", "resource", "state"}),
 		cacheSync: metrics.NewGauge(gaugeOpts("cache_sync_duration_seconds",
 			"Time from start-up to the allocation cache rebuilt from pods, GPUNodes and Leases (no pod is scheduled before).")),
 		nodeRebuild: metrics.NewHistogram(rebuild),
@@ -100,11 +104,17 @@ func NewMetrics() *Metrics {
 // KubeRegistry's MustRegister.
 func (m *Metrics) Register(register func(...metrics.Registerable)) {
 	register(m.reservations, m.readBacks, m.excludedNodes, m.usableNodes, m.gpuEquivalents, m.stranded,
-		m.emptyNodes, m.emptyGPUs, m.nodeEquivalents, m.cacheSync, m.nodeRebuild, m.eventsSuppressed)
+		m.emptyNodes, m.emptyGPUs, m.nodeEquivalents, m.nodeSlices, m.cacheSync, m.nodeRebuild, m.eventsSuppressed)
 }
 
 func (m *Metrics) reservation(outcome string) {
 	if m != nil {
 		m.reservations.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *Metrics) deleteSlices(node, resource string) {
+	for _, state := range []string{"used", "free", "unhealthy"} {
+		m.nodeSlices.DeleteLabelValues(node, resource, state)
 	}
 }

@@ -229,7 +229,7 @@ func nodeLister(t *testing.T, nodes ...*v1.Node) corelisters.NodeLister {
 }
 
 func TestScanMetricsAndNodeEvents(t *testing.T) {
-	m, _ := registered(t)
+	m, reg := registered(t)
 	rec := newRecorder()
 	clk := &testClock{t: now}
 	obs := newObserver(m, clk.Now)
@@ -302,6 +302,14 @@ func TestScanMetricsAndNodeEvents(t *testing.T) {
 	if got := gauge(t, m.nodeEquivalents.WithLabelValues("h100", "free")); !near(got, 1.75) {
 		t.Errorf("node_gpu_equivalents{h100,free} = %v", got)
 	}
+	for state, want := range map[string]float64{"used": 1, "free": 7, "unhealthy": 0} {
+		if got := gauge(t, m.nodeSlices.WithLabelValues("h100", "nvidia.com/gpu", state)); got != want {
+			t.Errorf("node_slices{h100,nvidia.com/gpu,%s} = %v, want %v", state, got, want)
+		}
+	}
+	if got := gauge(t, m.nodeSlices.WithLabelValues("a100", "nvidia.com/mig-1g.5gb", "free")); got != 2 {
+		t.Errorf("node_slices{a100,mig-1g.5gb,free} = %v, want 2", got)
+	}
 	ev := rec.drain()
 	if len(ev) != 4 {
 		t.Fatalf("events %q, want one per excluded node", ev)
@@ -355,8 +363,21 @@ func TestScanMetricsAndNodeEvents(t *testing.T) {
 	if got := gauge(t, m.usableNodes); got != 1 {
 		t.Errorf("usable_gpu_nodes = %v, want 1", got)
 	}
-	if obs.published["h100"] {
-		t.Error("h100's node_gpu_equivalents series kept after the node left")
+	if _, ok := obs.published["h100"]; ok {
+		t.Error("h100's per-node series kept after the node left")
+	}
+	if mf, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, f := range mf {
+			for _, s := range f.GetMetric() {
+				for _, l := range s.GetLabel() {
+					if l.GetName() == "node" && l.GetValue() != "a100" {
+						t.Errorf("%s has a series of node %s, which left", f.GetName(), l.GetValue())
+					}
+				}
+			}
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package gpuslice
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,8 +62,9 @@ type observer struct {
 	active   atomic.Bool
 	// nodes is what the last scans reported per node.
 	nodes map[string]*nodeReport
-	// published are the nodes with a node_gpu_equivalents series.
-	published map[string]bool
+	// published are the nodes with node_gpu_equivalents and node_slices
+	// series, and the resources of the latter.
+	published map[string][]string
 }
 
 // nodeReport is the state last reported on a node by an event.
@@ -80,7 +82,7 @@ func newObserver(m *Metrics, now func() time.Time) *observer {
 		now:       now,
 		limiter:   flowcontrol.NewTokenBucketRateLimiter(eventQPS, eventBurst),
 		nodes:     map[string]*nodeReport{},
-		published: map[string]bool{},
+		published: map[string][]string{},
 	}
 }
 
@@ -164,6 +166,7 @@ type clusterStats struct {
 	emptyNodes int
 	emptyGPUs  int
 	perNode    map[string][2]float64 // used, free
+	slices     map[string][]allocator.Usage
 }
 
 // scan reads every node's view from the cache, updates the metrics and
@@ -178,7 +181,7 @@ func (o *observer) scan(c *cache.Cache, nodes corelisters.NodeLister, mix *alloc
 	if mix == nil {
 		mix = &allocator.Mix{}
 	}
-	st := clusterStats{excluded: map[cache.Cause]int{}, perNode: map[string][2]float64{}}
+	st := clusterStats{excluded: map[cache.Cause]int{}, perNode: map[string][2]float64{}, slices: map[string][]allocator.Usage{}}
 	cluster := allocator.NewSupply(mix)
 	noMix := &allocator.Mix{}
 	now := o.now()
@@ -206,6 +209,7 @@ func (o *observer) scan(c *cache.Cache, nodes corelisters.NodeLister, mix *alloc
 		}
 		st.used += used
 		st.perNode[n.Name] = [2]float64{used, node.Free}
+		st.slices[n.Name] = view.State.Usage()
 		empty := view.State.EmptyGPUs()
 		st.emptyGPUs += empty
 		if gpus := view.State.Node().GPUCount(); gpus > 0 && empty == gpus {
@@ -272,12 +276,27 @@ func (o *observer) publish(st *clusterStats) {
 	for name, v := range st.perNode {
 		m.nodeEquivalents.WithLabelValues(name, "used").Set(v[0])
 		m.nodeEquivalents.WithLabelValues(name, "free").Set(v[1])
-		o.published[name] = true
+		resources := make([]string, 0, len(st.slices[name]))
+		for _, u := range st.slices[name] {
+			m.nodeSlices.WithLabelValues(name, u.Resource, "used").Set(float64(u.Used))
+			m.nodeSlices.WithLabelValues(name, u.Resource, "free").Set(float64(u.Free))
+			m.nodeSlices.WithLabelValues(name, u.Resource, "unhealthy").Set(float64(u.Unhealthy))
+			resources = append(resources, u.Resource)
+		}
+		for _, r := range o.published[name] {
+			if !slices.Contains(resources, r) {
+				m.deleteSlices(name, r)
+			}
+		}
+		o.published[name] = resources
 	}
-	for name := range o.published {
+	for name, resources := range o.published {
 		if _, ok := st.perNode[name]; !ok {
 			m.nodeEquivalents.DeleteLabelValues(name, "used")
 			m.nodeEquivalents.DeleteLabelValues(name, "free")
+			for _, r := range resources {
+				m.deleteSlices(name, r)
+			}
 			delete(o.published, name)
 		}
 	}
