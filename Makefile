@@ -68,6 +68,13 @@ images: scheduler exporter image-debs
 test-images: images
 	cd hack/tools/images && GPUSLICE_IMAGES=$(CURDIR)/bin/images $(GO) test -count=1 ./...
 
+# test-tools runs the tools modules' tests (the images', the dashboards'
+# PromQL reader; test/dashboards, under test-unit, runs the reader on
+# manifests/dashboards).
+.PHONY: test-tools
+test-tools: test-images
+	$(GO) -C hack/tools/dashboards test -count=1 ./...
+
 # demo starts a local cluster (real etcd + kube-apiserver, simulated GPU
 # nodes, gpuslice-scheduler), runs the sample workload under the default
 # kube-scheduler and under gpuslice, and prints where every slice went.
@@ -80,7 +87,7 @@ demo: control-plane
 
 # test runs every test: unit and table tests, fuzz seed corpora (go test runs
 # them as ordinary tests), then the static checks of verify.
-test: test-unit test-race test-images verify
+test: test-unit test-race test-tools verify
 
 # control-plane builds bin/etcd, bin/kube-apiserver and bin/kubectl for the
 # integration tests (pkg/localcluster/controlplane); cached in bin/, keyed by go.sum.
@@ -130,11 +137,11 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
-	$(GO) -C hack/tools/images vet ./...
+	for m in $(TOOL_MODULES); do $(GO) -C $$m vet ./... || exit 1; done
 
 # tidy-check fails when go.mod/go.sum (the product's and the tools
 # modules') are not what `go mod tidy` makes them.
-TOOL_MODULES := hack/tools/images
+TOOL_MODULES := hack/tools/images hack/tools/dashboards
 tidy-check:
 	@for m in . $(TOOL_MODULES); do \
 	cp $$m/go.mod /tmp/gpuslice-go.mod.bak; cp $$m/go.sum /tmp/gpuslice-go.sum.bak; \

@@ -52,8 +52,14 @@ func NewMetrics() *Metrics {
 			Help: "Unix time of the last completed sync.", StabilityLevel: metrics.ALPHA,
 		}),
 	}
-	m.registry.MustRegister(m.slicesTotal, m.slicesInUse, m.gpuHealthy, m.syncErrors, m.writes, m.lastSync)
+	m.Register(m.registry.MustRegister)
 	return m
+}
+
+// Register passes every metric to register (NewMetrics registers them in
+// the exporter's registry; tests list what is exported through it).
+func (m *Metrics) Register(register func(...metrics.Registerable)) {
+	register(m.slicesTotal, m.slicesInUse, m.gpuHealthy, m.syncErrors, m.writes, m.lastSync)
 }
 
 // Handler serves /metrics.
