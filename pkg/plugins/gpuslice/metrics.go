@@ -34,6 +34,7 @@ type Metrics struct {
 	usableNodes      *metrics.Gauge
 	gpuEquivalents   *metrics.GaugeVec
 	stranded         *metrics.Gauge
+	expectedStranded *metrics.Gauge
 	emptyNodes       *metrics.Gauge
 	emptyGPUs        *metrics.Gauge
 	nodeEquivalents  *metrics.GaugeVec
@@ -77,10 +78,12 @@ func NewMetrics() *Metrics {
 		usableNodes: metrics.NewGauge(gaugeOpts("usable_gpu_nodes",
 			"GPU nodes that take GPU pods (fresh, Ready topology).")),
 		gpuEquivalents: metrics.NewGaugeVec(gaugeOpts("gpu_equivalents",
-			"GPU capacity of the usable GPU nodes in GPU-equivalents (a 3g MIG slice of a 7-slice GPU is 3/7, one of 4 time-sliced replicas 1/4), by state: used (reserved, bound or reported), free (healthy and free)."),
+			"Capacity of the healthy GPUs of the usable GPU nodes in GPU-equivalents (a 3g MIG slice of a 7-slice GPU is 3/7, one of 4 time-sliced replicas 1/4), by state: used (reserved, bound or reported), free."),
 			[]string{"state"}),
 		stranded: metrics.NewGauge(gaugeOpts("stranded_gpu_equivalents",
-			"Free GPU-equivalents of the usable GPU nodes that the learned workload mix is expected not to be able to use (per request class, the free capacity the class cannot take, weighted by the class's share of pods; devices only, CPU and memory not counted). 0 until the scheduler has seen GPU pods.")),
+			"Free GPU-equivalents of partly used healthy GPUs of the usable nodes: they can take slices, not a pod that needs a whole GPU (kubectl gpuslice top's STRANDED).")),
+		expectedStranded: metrics.NewGauge(gaugeOpts("expected_stranded_gpu_equivalents",
+			"Free GPU-equivalents of the usable nodes that the learned workload mix is expected not to be able to use (per request class, the free capacity the class cannot take, weighted by the class's share of pods; devices only, CPU and memory not counted): the quantity the fragmentation-aware profile minimises. 0 until the scheduler has seen GPU pods.")),
 		emptyNodes: metrics.NewGauge(gaugeOpts("empty_gpu_nodes",
 			"Usable GPU nodes none of whose GPUs holds an allocated device (candidates for scale-down or consolidation).")),
 		emptyGPUs: metrics.NewGauge(gaugeOpts("empty_gpus",
@@ -103,7 +106,7 @@ func NewMetrics() *Metrics {
 // legacyregistry.MustRegister (kube-scheduler's registry) or a
 // KubeRegistry's MustRegister.
 func (m *Metrics) Register(register func(...metrics.Registerable)) {
-	register(m.reservations, m.readBacks, m.excludedNodes, m.usableNodes, m.gpuEquivalents, m.stranded,
+	register(m.reservations, m.readBacks, m.excludedNodes, m.usableNodes, m.gpuEquivalents, m.stranded, m.expectedStranded,
 		m.emptyNodes, m.emptyGPUs, m.nodeEquivalents, m.nodeSlices, m.cacheSync, m.nodeRebuild, m.eventsSuppressed)
 }
 

@@ -288,10 +288,14 @@ func TestScanMetricsAndNodeEvents(t *testing.T) {
 	if got := gauge(t, m.gpuEquivalents.WithLabelValues("free")); !near(got, 2.75) {
 		t.Errorf("free = %v, want 2.75", got)
 	}
+	// Stranded: the free three quarters of the H100 with a replica taken.
+	if got := gauge(t, m.stranded); !near(got, 0.75) {
+		t.Errorf("stranded = %v, want 0.75", got)
+	}
 	// The mix asks only for 3g slices: of 2.75 free, it can use the A100's
 	// 3/7.
-	if got := gauge(t, m.stranded); !near(got, 2.75-3.0/7) {
-		t.Errorf("stranded = %v, want %v", got, 2.75-3.0/7)
+	if got := gauge(t, m.expectedStranded); !near(got, 2.75-3.0/7) {
+		t.Errorf("expected_stranded = %v, want %v", got, 2.75-3.0/7)
 	}
 	if got := gauge(t, m.emptyNodes); got != 1 {
 		t.Errorf("empty_gpu_nodes = %v, want 1 (the A100)", got)

@@ -163,6 +163,7 @@ type clusterStats struct {
 	excluded   map[cache.Cause]int
 	used, free float64
 	stranded   float64
+	expected   float64
 	emptyNodes int
 	emptyGPUs  int
 	perNode    map[string][2]float64 // used, free
@@ -183,7 +184,6 @@ func (o *observer) scan(c *cache.Cache, nodes corelisters.NodeLister, mix *alloc
 	}
 	st := clusterStats{excluded: map[cache.Cause]int{}, perNode: map[string][2]float64{}, slices: map[string][]allocator.Usage{}}
 	cluster := allocator.NewSupply(mix)
-	noMix := &allocator.Mix{}
 	now := o.now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -201,14 +201,23 @@ func (o *observer) scan(c *cache.Cache, nodes corelisters.NodeLister, mix *alloc
 		}
 		st.usable++
 		view.State.AddSupply(cluster, mix, allocator.HostFit{})
-		node := allocator.NewSupply(noMix)
-		view.State.AddSupply(node, noMix, allocator.HostFit{})
-		used := 0.0
+		// As kubectl gpuslice top counts them (pkg/gpuview): healthy GPUs
+		// only; the free capacity of a partly used GPU is stranded.
+		used, free := 0.0, 0.0
 		for _, g := range view.State.GPUs() {
+			if !g.Healthy {
+				continue
+			}
 			used += g.Used
+			f := g.Capacity - g.Used
+			free += f
+			if g.Used > 1e-9 && f > 1e-9 {
+				st.stranded += f
+			}
 		}
 		st.used += used
-		st.perNode[n.Name] = [2]float64{used, node.Free}
+		st.free += free
+		st.perNode[n.Name] = [2]float64{used, free}
 		st.slices[n.Name] = view.State.Usage()
 		empty := view.State.EmptyGPUs()
 		st.emptyGPUs += empty
@@ -216,9 +225,8 @@ func (o *observer) scan(c *cache.Cache, nodes corelisters.NodeLister, mix *alloc
 			st.emptyNodes++
 		}
 	}
-	st.free = cluster.Free
 	for i := range mix.Classes {
-		st.stranded += mix.Classes[i].Weight * max(cluster.Free-cluster.Capacity[i], 0)
+		st.expected += mix.Classes[i].Weight * max(cluster.Free-cluster.Capacity[i], 0)
 	}
 	for name := range o.nodes {
 		if !seen[name] {
@@ -271,6 +279,7 @@ func (o *observer) publish(st *clusterStats) {
 	m.gpuEquivalents.WithLabelValues("used").Set(st.used)
 	m.gpuEquivalents.WithLabelValues("free").Set(st.free)
 	m.stranded.Set(st.stranded)
+	m.expectedStranded.Set(st.expected)
 	m.emptyNodes.Set(float64(st.emptyNodes))
 	m.emptyGPUs.Set(float64(st.emptyGPUs))
 	for name, v := range st.perNode {
