@@ -68,6 +68,13 @@ images: scheduler exporter image-debs
 test-images: images
 	cd hack/tools/images && GPUSLICE_IMAGES=$(CURDIR)/bin/images $(GO) test -count=1 ./...
 
+# helm-lint lints charts/gpuslice with Helm's Go SDK (pinned in
+# hack/tools/chart); warnings fail. test/chart (under test-unit) runs it too,
+# renders, installs and upgrades the chart against a real kube-apiserver.
+.PHONY: helm-lint
+helm-lint:
+	$(GO) -C hack/tools/chart run . lint $(CURDIR)/charts/gpuslice
+
 # test-tools runs the tools modules' tests (the images', the dashboards'
 # PromQL reader; test/dashboards, under test-unit, runs the reader on
 # manifests/dashboards).
@@ -141,7 +148,7 @@ vet:
 
 # tidy-check fails when go.mod/go.sum (the product's and the tools
 # modules') are not what `go mod tidy` makes them.
-TOOL_MODULES := hack/tools/images hack/tools/dashboards
+TOOL_MODULES := hack/tools/images hack/tools/dashboards hack/tools/chart
 tidy-check:
 	@for m in . $(TOOL_MODULES); do \
 	cp $$m/go.mod /tmp/gpuslice-go.mod.bak; cp $$m/go.sum /tmp/gpuslice-go.sum.bak; \
