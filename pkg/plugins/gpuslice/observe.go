@@ -185,16 +185,19 @@ func (o *observer) scan(c *cache.Cache, nodes corelisters.NodeLister, mix *alloc
 	st := clusterStats{excluded: map[cache.Cause]int{}, perNode: map[string][2]float64{}, slices: map[string][]allocator.Usage{}}
 	cluster := allocator.NewSupply(mix)
 	now := o.now()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	seen := make(map[string]bool, len(list))
+	// The views are read without o.mu (ReadBack, called by the cache's
+	// informer handlers, takes it); events and gauges are written under it.
+	type report struct {
+		node *v1.Node
+		f    cache.Freshness
+	}
+	reports := make([]report, 0, len(list))
 	for _, n := range list {
 		view := c.View(n.Name)
 		if !view.Freshness.Usable && view.Freshness.Cause == cache.CauseNoTopology && !advertisesGPU(n) {
 			continue // not a GPU node
 		}
-		seen[n.Name] = true
-		o.reportNode(n, view.Freshness, now)
+		reports = append(reports, report{node: n, f: view.Freshness})
 		if !view.Freshness.Usable || view.State == nil {
 			st.excluded[view.Freshness.Cause]++
 			continue
@@ -227,6 +230,13 @@ func (o *observer) scan(c *cache.Cache, nodes corelisters.NodeLister, mix *alloc
 	}
 	for i := range mix.Classes {
 		st.expected += mix.Classes[i].Weight * max(cluster.Free-cluster.Capacity[i], 0)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	seen := make(map[string]bool, len(reports))
+	for _, r := range reports {
+		seen[r.node.Name] = true
+		o.reportNode(r.node, r.f, now)
 	}
 	for name := range o.nodes {
 		if !seen[name] {
@@ -322,8 +332,8 @@ func advertisesGPU(n *v1.Node) bool {
 	return false
 }
 
-// run scans every observeInterval until ctx ends, once the cache is
-// synced (recording how long that took since start).
+// runObserver scans every observeInterval until ctx ends, once the cache
+// is synced (recording how long that took since start).
 func (s *Shared) runObserver(ctx context.Context, start time.Time, nodes corelisters.NodeLister) {
 	logger := klog.FromContext(ctx).WithName(Name)
 	if err := s.waitSynced(ctx); err != nil {
