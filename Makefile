@@ -25,9 +25,13 @@ KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 
 # Binaries of the product, into bin/. The scheduler is static (no cgo), for
 # an image with no C library.
-.PHONY: scheduler exporter kubectl-gpuslice
+.PHONY: scheduler exporter repartitioner kubectl-gpuslice
 scheduler:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w $(VERSION_LDFLAGS) $(KUBE_LDFLAGS)" -o bin/gpuslice-scheduler ./cmd/gpuslice-scheduler
+
+# The MIG repartition controller (manifests/repartitioner), static.
+repartitioner:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w $(VERSION_LDFLAGS)" -o bin/gpuslice-repartitioner ./cmd/gpuslice-repartitioner
 
 # The kubectl plugin: `kubectl gpuslice whatif` (README).
 kubectl-gpuslice:
@@ -44,9 +48,9 @@ EXPORTER_GCFLAGS := -gcflags=all=-l -gcflags='runtime/...=' -gcflags='internal/r
 exporter:
 	CGO_ENABLED=1 $(GO) build -trimpath -tags nethttpomithttp2 $(EXPORTER_GCFLAGS) -ldflags="-s -w $(VERSION_LDFLAGS)" -o bin/gpuslice-exporter ./cmd/gpuslice-exporter
 
-# images builds the scheduler's and the exporter's images without a
+# images builds the scheduler's, the exporter's and the repartitioner's images without a
 # container engine (go-containerregistry, in its own module under
-# hack/tools/images) into bin/images/gpuslice-{scheduler,exporter}.tar,
+# hack/tools/images) into bin/images/gpuslice-{scheduler,exporter,repartitioner}.tar,
 # tagged $(IMAGE_REPOSITORY)/gpuslice-*:$(VERSION): archives that docker
 # load, kind load image-archive and crane push take. The exporter's C
 # library comes from Debian's packages (apt-get download, cached in
@@ -57,10 +61,10 @@ IMAGE_DEBS := libc6 libgcc-s1
 image-debs:
 	hack/fetch-debs.sh bin/images/debs $(IMAGE_DEBS)
 
-images: scheduler exporter image-debs
+images: scheduler exporter repartitioner image-debs
 	$(GO) -C hack/tools/images build -o $(CURDIR)/bin/gpuslice-images .
 	bin/gpuslice-images -out bin/images -version $(VERSION) -repository $(IMAGE_REPOSITORY) \
-		-scheduler bin/gpuslice-scheduler -exporter bin/gpuslice-exporter \
+		-scheduler bin/gpuslice-scheduler -exporter bin/gpuslice-exporter -repartitioner bin/gpuslice-repartitioner \
 		$(foreach p,$(IMAGE_DEBS),-deb $(firstword $(wildcard bin/images/debs/$(p)_*.deb)))
 
 # test-images unpacks each image and runs its binary from the image's own

@@ -38,6 +38,7 @@ func TestImages(t *testing.T) {
 		// kube-scheduler's --version: "Kubernetes <version>".
 		{image: "gpuslice-scheduler", static: true, version: regexp.MustCompile(`^Kubernetes v\S+\n$`)},
 		{image: "gpuslice-exporter", version: regexp.MustCompile(`^gpuslice-exporter (\S+)\n$`)},
+		{image: "gpuslice-repartitioner", static: true, version: regexp.MustCompile(`^gpuslice-repartitioner (\S+)\n$`)},
 	} {
 		t.Run(tc.image, func(t *testing.T) {
 			path := filepath.Join(dir, tc.image+".tar")

@@ -4,8 +4,9 @@
 // image-archive` and `crane push` take it) named after the image under
 // -out:
 //
-//   - gpuslice-scheduler: the static scheduler binary on a minimal base
-//     (passwd, group, nsswitch.conf, /tmp), running as nonroot (65532);
+//   - gpuslice-scheduler and gpuslice-repartitioner: the static binaries on
+//     a minimal base (passwd, group, nsswitch.conf, /tmp), running as
+//     nonroot (65532);
 //   - gpuslice-exporter: the exporter binary (cgo: go-nvml dlopens
 //     libnvidia-ml, which the NVIDIA container runtime mounts in) on the
 //     same base plus the C library from Debian packages (-deb: libc6,
@@ -42,6 +43,7 @@ const nonroot = 65532
 type options struct {
 	out, version, repository, arch string
 	scheduler, exporter            string
+	repartitioner                  string
 	debs                           []string
 	epoch                          time.Time
 }
@@ -69,6 +71,7 @@ func run(args []string) error {
 	fs.StringVar(&o.arch, "arch", "amd64", "architecture of the binaries")
 	fs.StringVar(&o.scheduler, "scheduler", "", "static gpuslice-scheduler binary (required)")
 	fs.StringVar(&o.exporter, "exporter", "", "gpuslice-exporter binary (required)")
+	fs.StringVar(&o.repartitioner, "repartitioner", "", "static gpuslice-repartitioner binary (required)")
 	fs.Var(&debs, "deb", "Debian package whose files form the exporter's C library layer (repeat; at least libc6)")
 	fs.Int64Var(&epoch, "epoch", 0, "Unix time of every file and of the images' creation (SOURCE_DATE_EPOCH)")
 	if err := fs.Parse(args); err != nil {
@@ -78,8 +81,8 @@ func run(args []string) error {
 	switch {
 	case o.version == "":
 		return fmt.Errorf("-version is required")
-	case o.scheduler == "" || o.exporter == "":
-		return fmt.Errorf("-scheduler and -exporter are required")
+	case o.scheduler == "" || o.exporter == "" || o.repartitioner == "":
+		return fmt.Errorf("-scheduler, -exporter and -repartitioner are required")
 	case len(o.debs) == 0:
 		return fmt.Errorf("-deb is required (libc6 for the exporter)")
 	}
@@ -91,13 +94,17 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	sched, err := binaryLayer(o.scheduler, "/usr/local/bin/gpuslice-scheduler", o.epoch)
-	if err != nil {
-		return err
-	}
-	if err := write(o, "gpuslice-scheduler", "kube-scheduler with the GPUSlice plugin", nil,
-		[]v1.Layer{base, sched}); err != nil {
-		return err
+	for _, s := range []struct{ image, binary, description string }{
+		{"gpuslice-scheduler", o.scheduler, "kube-scheduler with the GPUSlice plugin"},
+		{"gpuslice-repartitioner", o.repartitioner, "gpuslice's MIG repartition controller (through NVIDIA's MIG manager)"},
+	} {
+		bin, err := binaryLayer(s.binary, "/usr/local/bin/"+s.image, o.epoch)
+		if err != nil {
+			return err
+		}
+		if err := write(o, s.image, s.description, nil, []v1.Layer{base, bin}); err != nil {
+			return err
+		}
 	}
 	libc, pkgs, err := debLayer(o.debs, o.epoch)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/repartition"
 	"github.com/gpuslice/gpuslice/pkg/repartition/controller"
+	"github.com/gpuslice/gpuslice/pkg/version"
 )
 
 // Flags are the command's settings.
@@ -41,6 +42,8 @@ type Flags struct {
 	LeaseNamespace, LeaseName                     string
 	MetricsAddress                                string
 	SyncInterval                                  time.Duration
+	// Version: print the version and exit.
+	Version bool
 }
 
 // NewFlagSet returns the command's flags bound to f, with their defaults.
@@ -65,6 +68,7 @@ func NewFlagSet(f *Flags) *flag.FlagSet {
 	fs.StringVar(&f.LeaseName, "lease-name", "gpuslice-repartitioner", "name of the leader-election Lease")
 	fs.StringVar(&f.MetricsAddress, "metrics-address", ":8080", "address of /metrics; empty: none")
 	fs.DurationVar(&f.SyncInterval, "sync-interval", 5*time.Second, "how often runs in flight are followed")
+	fs.BoolVar(&f.Version, "version", false, "print the version and exit")
 	return fs
 }
 
@@ -108,6 +112,10 @@ func Main(ctx context.Context, args []string) error {
 	klog.InitFlags(klogFlags)
 	klogFlags.VisitAll(func(fl *flag.Flag) { fs.Var(fl.Value, fl.Name, fl.Usage) })
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if f.Version {
+		_, err := fmt.Fprintln(os.Stdout, "gpuslice-repartitioner", version.Version)
 		return err
 	}
 	o, err := f.Options()

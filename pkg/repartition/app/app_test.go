@@ -36,3 +36,10 @@ func TestOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	var f Flags
+	if err := NewFlagSet(&f).Parse([]string{"--version"}); err != nil || !f.Version {
+		t.Fatalf("--version: %v, %+v", err, f)
+	}
+}
