@@ -30,7 +30,7 @@ func TestImages(t *testing.T) {
 		t.Skip("GPUSLICE_IMAGES is not set: run make test-images")
 	}
 	refs := manifestImages(t)
-	for _, tc := range []struct {
+	images := []struct {
 		image   string
 		static  bool
 		version *regexp.Regexp
@@ -39,7 +39,17 @@ func TestImages(t *testing.T) {
 		{image: "gpuslice-scheduler", static: true, version: regexp.MustCompile(`^Kubernetes v\S+\n$`)},
 		{image: "gpuslice-exporter", version: regexp.MustCompile(`^gpuslice-exporter (\S+)\n$`)},
 		{image: "gpuslice-repartitioner", static: true, version: regexp.MustCompile(`^gpuslice-repartitioner (\S+)\n$`)},
-	} {
+	}
+	for image := range refs {
+		found := false
+		for _, tc := range images {
+			found = found || tc.image == image
+		}
+		if !found {
+			t.Errorf("manifests deploy %s, which make images does not build", refs[image])
+		}
+	}
+	for _, tc := range images {
 		t.Run(tc.image, func(t *testing.T) {
 			path := filepath.Join(dir, tc.image+".tar")
 			m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(path) })
