@@ -135,6 +135,7 @@ func TestSchedulerBindsWithoutDoubleBooking(t *testing.T) {
 	waitSettled(t, ctx, kube, half)
 	firstAssignments := assignments(t, ctx, kube)
 	checkInvariants(t, ctx, kube, append(fresh, stale), stale.Name, false)
+	checkExcludedEvent(t, ctx, kube, stale.Name, fresh)
 
 	// Stop the scheduler, add the rest, start a new one: it must rebuild its
 	// cache from the annotations before placing anything.
@@ -327,5 +328,40 @@ func checkInvariants(t *testing.T, ctx context.Context, kube kubernetes.Interfac
 		if !sawStale {
 			t.Errorf("no pending time-sliced pod: %v", pendingMsgs)
 		}
+	}
+}
+
+// checkExcludedEvent waits for the scheduler's GPUNodeExcluded event on the
+// stale node (the cluster scan runs every 15 s and reports once this replica
+// has scheduled), and checks that no fresh node got one.
+func checkExcludedEvent(t *testing.T, ctx context.Context, kube kubernetes.Interface, staleNode string, fresh []*topology.Node) {
+	t.Helper()
+	var note string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 40*time.Second, true, func(ctx context.Context) (bool, error) {
+		evs, err := kube.EventsV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, e := range evs.Items {
+			if e.Reason != "GPUNodeExcluded" || e.Regarding.Kind != "Node" {
+				continue
+			}
+			for _, n := range fresh {
+				if e.Regarding.Name == n.Name {
+					return false, fmt.Errorf("fresh node %s reported excluded: %s", n.Name, e.Note)
+				}
+			}
+			if e.Regarding.Name == staleNode {
+				note = e.Note
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no GPUNodeExcluded event on %s: %v", staleNode, err)
+	}
+	if !strings.Contains(note, "(stale)") || !strings.Contains(note, "last exporter heartbeat") {
+		t.Errorf("GPUNodeExcluded note %q", note)
 	}
 }
