@@ -265,6 +265,30 @@ scheduler:
 			}
 		}
 	}
+	// taintUnusableNodes, one setting for the process, lands in the first
+	// enabled profile.
+	for _, doc := range render(t, "scheduler:\n  taintUnusableNodes: true\n  profiles:\n    binpack: {enabled: false}\n") {
+		obj, _, err := dec.Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm, ok := obj.(*corev1.ConfigMap)
+		if !ok || cm.Name != "gpuslice-scheduler-config" {
+			continue
+		}
+		c := checkSchedulerConfig(t, "taints", cm.Data["config.yaml"], []string{"gpuslice-fragmentation-aware", "gpuslice-spread"})
+		var taints []bool
+		for _, p := range c.Profiles {
+			for _, pc := range p.PluginConfig {
+				if args, ok := pc.Args.(*gpusliceconfig.GPUSliceArgs); ok {
+					taints = append(taints, args.TaintUnusableNodes)
+				}
+			}
+		}
+		if !reflect.DeepEqual(taints, []bool{true, false}) {
+			t.Errorf("taintUnusableNodes per profile: %v, want [true false]", taints)
+		}
+	}
 	_, err := helm(t, []string{"template", chartDir}, `
 scheduler:
   profiles:
