@@ -100,7 +100,7 @@ func (p *Plugin) hintLease(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Qu
 	}
 	// As for GPUNodes: the cache sees the renewal before the pod is retried
 	// (it keeps the newest renewal it has seen).
-	p.shared.cache.SetHeartbeat(newL.Name, renewTime(newL))
+	p.shared.cache.SetHeartbeat(newL.Name, RenewTime(newL))
 	oldL, err := asLease(oldObj)
 	if err != nil {
 		return fwk.Queue, err
@@ -108,7 +108,7 @@ func (p *Plugin) hintLease(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Qu
 	if oldL == nil {
 		return fwk.Queue, nil
 	}
-	if renewTime(newL).Sub(renewTime(oldL)) > p.args.HeartbeatTimeout.Duration {
+	if RenewTime(newL).Sub(RenewTime(oldL)) > p.args.HeartbeatTimeout.Duration {
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil

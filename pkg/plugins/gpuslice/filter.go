@@ -29,7 +29,7 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 	}
 	view := slot.node.View()
 	if !view.Freshness.Usable {
-		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+view.Freshness.Reason)
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, UnusableReason(view.Freshness))
 	}
 	st := p.nodeState(s, node, view.State)
 	shared := st == view.State
@@ -43,7 +43,7 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 			if v.Unresolvable() {
 				code = fwk.UnschedulableAndUnresolvable
 			}
-			return fwk.NewStatus(code, "gpuslice: "+v.Reason()+sharingHint(v))
+			return fwk.NewStatus(code, RejectReason(v))
 		}
 		if shared {
 			slot.storeFit(st, s.reqKey)
@@ -52,6 +52,17 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 	slot.record(s, judged{st: st, memo: known, own: !shared})
 	return nil
 }
+
+// RejectReason is Filter's message for a node whose allocation state does
+// not fit the pod (kubectl gpuslice explain shows the same text).
+func RejectReason(v allocator.Verdict) string {
+	return "gpuslice: " + v.Reason() + sharingHint(v)
+}
+
+// UnusableReason is Filter's message for a node that takes no GPU pods now
+// (no or invalid topology, stale or missing heartbeat, Degraded,
+// reconfiguring).
+func UnusableReason(f cache.Freshness) string { return "gpuslice: " + f.Reason }
 
 // sharingHint tells a pod refused by its sharing rule how to opt out.
 func sharingHint(v allocator.Verdict) string {

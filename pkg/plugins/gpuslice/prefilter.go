@@ -10,6 +10,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/allocator"
 	"github.com/gpuslice/gpuslice/pkg/assignment"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
 // PreFilter parses the pod's GPU request once per cycle. Pods that ask for
@@ -46,14 +47,21 @@ func (p *Plugin) PreFilter(ctx context.Context, cs fwk.CycleState, pod *v1.Pod, 
 // parseRequest is the pod's GPU request with its sharing: the pod's
 // gpuslice.io/sharing annotation, or the profile's defaultSharing.
 func (p *Plugin) parseRequest(pod *v1.Pod) (*podrequest.Request, error) {
-	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: p.shared.catalog})
+	return ParseRequest(pod, p.shared.catalog, p.args.DefaultSharing)
+}
+
+// ParseRequest is the GPU request PreFilter reads from a pod, with its
+// sharing: the pod's gpuslice.io/sharing annotation, or defaultSharing (the
+// profile's GPUSliceArgs.defaultSharing).
+func ParseRequest(pod *v1.Pod, cat *topology.Catalog, defaultSharing string) (*podrequest.Request, error) {
+	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: cat})
 	if err != nil {
 		return nil, err
 	}
 	if req.Empty() {
 		return req, nil
 	}
-	if req.Sharing, err = assignment.Sharing(pod, podrequest.Sharing(p.args.DefaultSharing)); err != nil {
+	if req.Sharing, err = assignment.Sharing(pod, podrequest.Sharing(defaultSharing)); err != nil {
 		return nil, err
 	}
 	return req, nil

@@ -208,29 +208,42 @@ func (s *Shared) onPod(logger klog.Logger, obj any) {
 	if !ok {
 		return
 	}
-	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: s.catalog})
+	u, annErr, err := PodUpdateOf(pod, s.catalog)
 	if err != nil {
 		// Such a pod cannot have been admitted with devices; track nothing.
 		logger.V(4).Info("Ignoring pod with an invalid GPU request", "pod", klog.KObj(pod), "err", err)
 		s.cache.RemovePod(pod.UID)
 		return
 	}
-	u := cache.PodUpdate{
-		UID: pod.UID, Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName, Request: req,
-		Terminated: pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed,
-	}
-	if a, err := assignment.FromPod(pod); err != nil {
-		s.logBadAnnotation(logger, pod, err)
+	if annErr != nil {
+		s.logBadAnnotation(logger, pod, annErr)
 	} else {
 		s.badAnnotations.Delete(pod.UID)
-		if a != nil {
-			u.Assignment = a.Placement()
-		}
 	}
 	s.cache.UpsertPod(u)
 	if s.truth != nil {
 		s.truth.podChanged(pod)
 	}
+}
+
+// PodUpdateOf is what the pod informer's handler feeds the cache for a pod.
+// err is set when the pod's GPU request is invalid (the cache then tracks
+// nothing of it); annErr when its assignment annotation is malformed and
+// ignored (u is usable: its devices are predicted from its request).
+func PodUpdateOf(pod *v1.Pod, cat *topology.Catalog) (u cache.PodUpdate, annErr, err error) {
+	req, err := podrequest.Parse(pod, podrequest.Options{Catalog: cat})
+	if err != nil {
+		return cache.PodUpdate{}, nil, err
+	}
+	u = cache.PodUpdate{
+		UID: pod.UID, Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName, Request: req,
+		Terminated: pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed,
+	}
+	a, annErr := assignment.FromPod(pod)
+	if annErr == nil && a != nil {
+		u.Assignment = a.Placement()
+	}
+	return u, annErr, nil
 }
 
 func (s *Shared) onPodDelete(obj any) {
@@ -284,7 +297,7 @@ func (s *Shared) observeGPUNode(gn *gpusliceapi.GPUNode) {
 	if gn.ResourceVersion != "" && s.cache.TopologyVersion(gn.Name) == gn.ResourceVersion {
 		return // the common case for the hints: no conversion
 	}
-	s.cache.SetTopology(gn.Name, topologyOf(gn))
+	s.cache.SetTopology(gn.Name, TopologyOf(gn))
 	s.taintChanged(gn.Name)
 }
 
@@ -301,7 +314,7 @@ func (s *Shared) onLease(obj any) {
 	if !ok {
 		return
 	}
-	s.cache.SetHeartbeat(l.Name, renewTime(l))
+	s.cache.SetHeartbeat(l.Name, RenewTime(l))
 	s.taintChanged(l.Name)
 }
 
@@ -312,7 +325,9 @@ func (s *Shared) onLeaseDelete(obj any) {
 	}
 }
 
-func renewTime(l *coordinationv1.Lease) time.Time {
+// RenewTime is the heartbeat an exporter's Lease records: its renew time,
+// else its acquire time, else its creation.
+func RenewTime(l *coordinationv1.Lease) time.Time {
 	switch {
 	case l.Spec.RenewTime != nil:
 		return l.Spec.RenewTime.Time
@@ -322,9 +337,9 @@ func renewTime(l *coordinationv1.Lease) time.Time {
 	return l.CreationTimestamp.Time
 }
 
-// topologyOf converts a published GPUNode for the cache. Validation happens
+// TopologyOf converts a published GPUNode for the cache. Validation happens
 // when the cache compiles it, so a corrupted object is reported by name.
-func topologyOf(gn *gpusliceapi.GPUNode) *cache.Topology {
+func TopologyOf(gn *gpusliceapi.GPUNode) *cache.Topology {
 	t := &cache.Topology{Node: gn.Spec.Topology(), State: string(gn.Spec.State), Message: gn.Spec.Message, ResourceVersion: gn.ResourceVersion}
 	// The object is named after its node; a spec naming another node is
 	// corrupt, and the cache reports it as such.

@@ -36,7 +36,7 @@ func TestWokenPodSeesTheEventThatWokeIt(t *testing.T) {
 	setup := func(t *testing.T) (*Plugin, *cache.Cache) {
 		args := testArgs("binpack")
 		c := newCache(t)
-		c.SetTopology(a100.Name, topologyOf(published(gpusliceapi.StateDegraded, "10")))
+		c.SetTopology(a100.Name, TopologyOf(published(gpusliceapi.StateDegraded, "10")))
 		c.SetHeartbeat(a100.Name, now)
 		return newPlugin(t, testShared(c, args), args, nil), c
 	}
@@ -79,7 +79,7 @@ func TestWokenPodSeesTheEventThatWokeIt(t *testing.T) {
 
 	t.Run("exporter heartbeat came back", func(t *testing.T) {
 		pl, c := setup(t)
-		c.SetTopology(a100.Name, topologyOf(published(gpusliceapi.StateReady, "11")))
+		c.SetTopology(a100.Name, TopologyOf(published(gpusliceapi.StateReady, "11")))
 		c.RemoveHeartbeat(a100.Name)
 		c.SetHeartbeat(a100.Name, now.Add(-5*time.Minute))
 		if st := filter(pl); st.IsSuccess() || !strings.Contains(st.Message(), "stale") {
@@ -102,7 +102,7 @@ func TestWokenPodSeesTheEventThatWokeIt(t *testing.T) {
 
 	t.Run("pod holding the slices deleted", func(t *testing.T) {
 		pl, c := setup(t)
-		c.SetTopology(a100.Name, topologyOf(published(gpusliceapi.StateReady, "11")))
+		c.SetTopology(a100.Name, TopologyOf(published(gpusliceapi.StateReady, "11")))
 		holder := gpuPod("holder", map[string]int64{"nvidia.com/mig-1g.5gb": 2})
 		holder.Spec.NodeName = a100.Name
 		req, err := podrequest.Parse(holder, podrequest.Options{Catalog: topology.NewCatalog()})
