@@ -48,7 +48,7 @@ are used and what gpuslice's bin-packing would change.`,
 	if f := gofs.Lookup("v"); f != nil {
 		root.PersistentFlags().AddGoFlag(f)
 	}
-	root.AddCommand(newWhatifCommand(o), newNodesCommand(o), newTopCommand(o))
+	root.AddCommand(newWhatifCommand(o), newNodesCommand(o), newTopCommand(o), newExplainCommand(o))
 	return root
 }
 
