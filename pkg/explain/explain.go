@@ -56,6 +56,9 @@ const (
 	StatusPending     = "Pending"
 	StatusBound       = "Bound"
 	StatusFinished    = "Finished"
+	// StatusInvalid: the pod's GPU request is invalid (gpuslice's
+	// PreFilter rejects it with the same message).
+	StatusInvalid = "InvalidRequest"
 )
 
 // Report is Explain's answer.
@@ -144,7 +147,8 @@ func Explain(in Input) (*Report, error) {
 	}
 	req, err := gpuslice.ParseRequest(pod, in.Catalog, sharing)
 	if err != nil {
-		return nil, fmt.Errorf("pod %s: invalid GPU request: %w", r.Pod, err)
+		r.Status, r.Summary = StatusInvalid, "gpuslice rejects the pod's GPU request on every node: "+err.Error()
+		return r, nil
 	}
 	if req.Empty() {
 		r.Status, r.Summary = StatusNoGPU, "the pod asks for no GPU resource: gpuslice does not place its devices"
@@ -179,6 +183,9 @@ func Explain(in Input) (*Report, error) {
 		}
 	}
 	explainPending(in, req, r)
+	if n := pod.Status.NominatedNodeName; n != "" {
+		r.Summary += fmt.Sprintf("; nominated for node %s (preemption is making room there)", n)
+	}
 	return r, nil
 }
 

@@ -243,8 +243,12 @@ func TestNotOurs(t *testing.T) {
 		t.Fatalf("default-scheduler pod: %+v, %v", r, err)
 	}
 	bad := pod("bad", "", "nvidia.com/mig-9g.1tb")
-	if _, err := Explain(Input{Pod: bad, Args: args(), Now: now}); err == nil {
-		t.Fatal("an invalid request explained without error")
+	r, err = Explain(Input{Pod: bad, Args: args(), Now: now})
+	if err != nil || r.Status != StatusInvalid || !strings.Contains(r.Summary, "9g.1tb") {
+		t.Fatalf("invalid request: %+v, %v", r, err)
+	}
+	if _, err := Explain(Input{Now: now}); err == nil {
+		t.Fatal("no pod explained without error")
 	}
 }
 
