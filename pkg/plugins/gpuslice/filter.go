@@ -25,7 +25,7 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 	node := nodeInfo.Node().Name
 	slot := p.memo.slot(p.shared.cache, node)
 	if slot == nil {
-		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "gpuslice: "+cache.UnknownNode(node).Reason)
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, UnusableReason(cache.UnknownNode(node)))
 	}
 	view := slot.node.View()
 	if !view.Freshness.Usable {
