@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"math/rand"
 	"testing"
 
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
@@ -156,4 +157,45 @@ var cpuOnly = &podrequest.Request{}
 // freeCPU millicores and 64 GiB free.
 func cpuHost(podCPU, freeCPU int64) HostFit {
 	return HostFit{Pod: Host{MilliCPU: podCPU, MemBytes: 1 << 30}, NodeFree: Host{MilliCPU: freeCPU, MemBytes: 64 << 30}, Known: true}
+}
+
+// randomSlicedNode is a node of gpus H100s time-sliced replicas ways under
+// policy, one GPU unhealthy one time in four, with about a third of the
+// healthy replicas taken at random (applied to the returned state). It
+// returns every replica ID, the free ones and, per GPU UUID, the replicas
+// taken and whether it is healthy.
+func randomSlicedNode(t testing.TB, rng *rand.Rand, name string, gpus, replicas int, policy topology.AllocationPolicy) (s *State, all, free []string, taken map[string]int, healthy map[string]bool) {
+	t.Helper()
+	cat := topology.NewCatalog()
+	topo := fixtures.MustBuild(cat, fixtures.Spec{Name: name, Product: h100, GPUs: gpus, Replicas: replicas, Policy: policy})
+	if rng.Intn(4) == 0 {
+		topo.GPUs[rng.Intn(gpus)].Healthy = false
+	}
+	n, err := Compile(topo, cat, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = NewState(n)
+	taken, healthy = map[string]int{}, map[string]bool{}
+	var takenIDs []string
+	for _, g := range topo.GPUs {
+		taken[g.UUID] = 0
+		healthy[g.UUID] = g.Healthy
+		for r := 0; r < replicas; r++ {
+			id := topology.ReplicaID(g.UUID, r)
+			all = append(all, id)
+			switch {
+			case !g.Healthy:
+			case rng.Intn(3) == 0:
+				takenIDs = append(takenIDs, id)
+				taken[g.UUID]++
+			default:
+				free = append(free, id)
+			}
+		}
+	}
+	if err := s.Apply([]ResourceDevices{{Resource: "nvidia.com/gpu", DeviceIDs: takenIDs}}); err != nil {
+		t.Fatal(err)
+	}
+	return s, all, free, taken, healthy
 }

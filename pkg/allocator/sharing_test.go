@@ -111,37 +111,11 @@ func TestSharingVerdicts(t *testing.T) {
 func TestDistinctReplicasNeverOnOneGPU(t *testing.T) {
 	rng := rand.New(rand.NewSource(18))
 	policies := []topology.AllocationPolicy{topology.PolicyPacked, topology.PolicyDistributed, topology.PolicySpread}
-	cat := topology.NewCatalog()
 	admitted, refused := 0, 0
 	for iter := 0; iter < 600; iter++ {
 		policy := policies[iter%len(policies)]
 		gpus, replicas := 1+rng.Intn(6), 2+rng.Intn(6)
-		topo := fixtures.MustBuild(cat, fixtures.Spec{Name: fmt.Sprintf("n%d", iter), Product: h100, GPUs: gpus, Replicas: replicas, Policy: policy})
-		if rng.Intn(4) == 0 {
-			topo.GPUs[rng.Intn(gpus)].Healthy = false
-		}
-		n, err := Compile(topo, cat, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := NewState(n)
-		var all, free, taken []string
-		for _, g := range topo.GPUs {
-			for r := 0; r < replicas; r++ {
-				id := topology.ReplicaID(g.UUID, r)
-				all = append(all, id)
-				switch {
-				case !g.Healthy:
-				case rng.Intn(3) == 0:
-					taken = append(taken, id)
-				default:
-					free = append(free, id)
-				}
-			}
-		}
-		if err := s.Apply([]ResourceDevices{{Resource: "nvidia.com/gpu", DeviceIDs: taken}}); err != nil {
-			t.Fatal(err)
-		}
+		s, all, free, _, _ := randomSlicedNode(t, rng, fmt.Sprintf("n%d", iter), gpus, replicas, policy)
 		if len(free) < 2 {
 			continue
 		}
