@@ -20,10 +20,9 @@
 #   FORCE=1     rebuild even when the stamp matches
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-GO="${GO:-go}"
-GO_BUILD_P="${GO_BUILD_P:-2}"
-BIN="${ROOT}/bin"
+LOG_TAG=control-plane
+# shellcheck source=lib/tools-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools-build.sh"
 STAMP="${BIN}/.control-plane.stamp"
 
 # Kubernetes version stamped into kube-apiserver and kubectl. It must match
@@ -33,9 +32,6 @@ KUBE_MAJOR="1"
 KUBE_MINOR="37"
 
 BINARIES=(etcd kube-apiserver kubectl)
-
-log() { printf '[control-plane] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 sum_go_sum() {
 	sha256sum "${ROOT}/go.sum" | cut -d' ' -f1
@@ -70,37 +66,9 @@ kube_ldflags() {
 	printf '%s' "${flags}"
 }
 
-# build_one NAME PACKAGE LDFLAGS: builds into a temporary file and renames it,
-# so an interrupted build never leaves a half-written binary in bin/. Prints a
-# progress line every 30 s while the compiler runs.
-build_one() {
-	local name="$1" pkg="$2" ldflags="$3"
-	local out="${BIN}/${name}" tmp="${BIN}/.${name}.tmp.$$"
-	local start=${SECONDS}
-	log "building ${name} (${pkg}) ..."
-	(
-		cd "${ROOT}"
-		CGO_ENABLED=0 exec "${GO}" build -p "${GO_BUILD_P}" -trimpath \
-			-ldflags="${ldflags}" -o "${tmp}" "${pkg}"
-	) &
-	local pid=$! rc=0 next=$((start + 30))
-	# Poll instead of a background ticker: no helper process may outlive the
-	# build and keep a caller's pipe open.
-	while kill -0 "${pid}" 2>/dev/null; do
-		sleep 1
-		if ((SECONDS >= next)); then
-			log "  ... still building ${name} ($((SECONDS - start))s)"
-			next=$((next + 30))
-		fi
-	done
-	wait "${pid}" || rc=$?
-	if [[ ${rc} -ne 0 ]]; then
-		rm -f "${tmp}"
-		die "building ${name} failed (exit ${rc}) after $((SECONDS - start))s"
-	fi
-	mv -f "${tmp}" "${out}"
-	log "built ${name} in $((SECONDS - start))s ($(du -h "${out}" | cut -f1))"
-}
+# build_one NAME PACKAGE LDFLAGS builds PACKAGE of the product's module (its
+# go.mod pins the control plane) into bin/NAME.
+build_one() { build_tool "${ROOT}" "$@"; }
 
 cmd_build() {
 	local want
@@ -140,16 +108,4 @@ cmd_clean() {
 	log "removed control-plane binaries from bin/"
 }
 
-usage() {
-	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-}
-
-case "${1:-}" in
-build) cmd_build ;;
-clean) cmd_clean ;;
--h | --help | help) usage ;;
-*)
-	usage >&2
-	exit 2
-	;;
-esac
+dispatch "$@"

@@ -73,16 +73,4 @@ cmd_clean() {
 	log "removed kube-controller-manager from bin/"
 }
 
-usage() {
-	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-}
-
-case "${1:-}" in
-build) cmd_build ;;
-clean) cmd_clean ;;
--h | --help | help) usage ;;
-*)
-	usage >&2
-	exit 2
-	;;
-esac
+dispatch "$@"

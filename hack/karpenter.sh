@@ -77,16 +77,4 @@ cmd_clean() {
 	log "removed Karpenter from bin/"
 }
 
-usage() {
-	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-}
-
-case "${1:-}" in
-build) cmd_build ;;
-clean) cmd_clean ;;
--h | --help | help) usage ;;
-*)
-	usage >&2
-	exit 2
-	;;
-esac
+dispatch "$@"

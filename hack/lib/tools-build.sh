@@ -1,7 +1,8 @@
 # tools-build.sh: shared helpers of the scripts that build a binary from a
-# tools module under hack/tools/<name> into the ignored bin/, cached by the
-# sha256 of that module's go.sum (hack/karpenter.sh,
-# hack/controller-manager.sh). Source it after setting LOG_TAG.
+# tools module under hack/tools/<name> (or, for hack/control-plane.sh, the
+# product's own module) into the ignored bin/, cached by the sha256 of that
+# module's go.sum (hack/karpenter.sh, hack/controller-manager.sh,
+# hack/control-plane.sh). Source it after setting LOG_TAG.
 #
 # A tools module keeps its dependencies out of the product's go.mod; its
 # go.sum pins them, so its hash is the cache key: bin/.<name>.stamp holds it,
@@ -73,4 +74,22 @@ module_version() {
 # cache, downloading it if needed.
 module_dir() {
 	(cd "$1" && "${GO}" mod download "$2" && "${GO}" list -m -f '{{.Dir}}' "$2")
+}
+
+# dispatch ARG runs the sourcing script's cmd_build or cmd_clean, or prints
+# the script's header comment as its usage.
+dispatch() {
+	case "${1:-}" in
+	build) cmd_build ;;
+	clean) cmd_clean ;;
+	-h | --help | help) usage ;;
+	*)
+		usage >&2
+		exit 2
+		;;
+	esac
+}
+
+usage() {
+	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 }
