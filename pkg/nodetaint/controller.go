@@ -43,6 +43,17 @@ type Controller struct {
 	lister corelisters.NodeLister
 	synced toolscache.InformerSynced
 	queue  workqueue.TypedRateLimitingInterface[string]
+
+	// written remembers, per node, the action of the controller's last
+	// write and the resourceVersion it was made on. While the informer's
+	// copy still has that version it has not seen the write: the node is
+	// not judged again on it (one worker: no lock needed).
+	written map[string]write
+}
+
+type write struct {
+	action Action
+	base   string
 }
 
 // New returns a controller; call Run. Its event handler is registered at
@@ -65,8 +76,9 @@ func New(o Options) (*Controller, error) {
 		o.Now = time.Now
 	}
 	c := &Controller{
-		o:      o,
-		lister: o.Nodes.Lister(),
+		written: map[string]write{},
+		o:       o,
+		lister:  o.Nodes.Lister(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "gpuslice-nodetaint"}),
@@ -145,6 +157,9 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	if action == Keep {
 		return nil
 	}
+	if w, ok := c.written[name]; ok && w.action == action && w.base == node.ResourceVersion {
+		return nil // our own write, not in the informer's copy yet
+	}
 	logger := klog.FromContext(ctx)
 	first := true
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -170,6 +185,7 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 		if _, err := c.o.Client.CoreV1().Nodes().Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
+		c.written[name] = write{action: action, base: cur.ResourceVersion}
 		if action == Add {
 			logger.Info("Tainted GPU node that gpuslice cannot use", "node", name, "taint", Key, "value", reason, "why", st.Reason)
 		} else {
