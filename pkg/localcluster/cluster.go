@@ -185,6 +185,10 @@ func KeepAlive(ctx context.Context, kube kubernetes.Interface, interval time.Dur
 // system-default topology spreading as shipped, so its pods are signed and
 // the scheduler batches them (reusing a cycle's filter and score results);
 // gpuslice-spread keeps the defaults and schedules every pod in full.
+// A pod's backoff is 1 s (kube-scheduler's default grows to 10 s): the
+// tests judge the cluster once it has been quiet for 2 s, which must outlast
+// the backoff of a pod woken by the event that lets it fit, while a pod that
+// no event wakes still waits for the 5-minute flush and is caught.
 func SchedulerConfig(kubeconfig string, heartbeatTimeout time.Duration) string {
 	return strings.NewReplacer("KUBECONFIG", kubeconfig, "TIMEOUT", heartbeatTimeout.String()).Replace(`apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -192,6 +196,8 @@ clientConnection:
   kubeconfig: KUBECONFIG
 leaderElection:
   leaderElect: false
+podInitialBackoffSeconds: 1
+podMaxBackoffSeconds: 1
 profiles:
 - schedulerName: gpuslice-binpack
   plugins:
