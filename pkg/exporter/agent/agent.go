@@ -326,6 +326,13 @@ func (a *Agent) Sync(ctx context.Context) error {
 		a.metrics.syncError("config")
 	}
 	a.mu.Lock()
+	// What poll compares the file with is what was last published from:
+	// a sync woken by something else may read a new config before poll's
+	// tick does, and poll must then see the next change as one.
+	a.cfgSeen, a.cfgErrSeen = in.Config, ""
+	if in.ConfigErr != nil {
+		a.cfgErrSeen = in.ConfigErr.Error()
+	}
 	in.Unhealthy = make(map[string]string, len(a.unhealthy))
 	for k, v := range a.unhealthy {
 		in.Unhealthy[k] = v
