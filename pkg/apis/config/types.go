@@ -53,6 +53,12 @@ type GPUSliceArgs struct {
 	// so that an autoscaler's simulation sees what gpuslice sees (package
 	// nodetaint). One process-wide controller, leader-elected.
 	TaintUnusableNodes bool
+	// DeletionCost makes the scheduler keep the
+	// controller.kubernetes.io/pod-deletion-cost annotation of the
+	// ReplicaSet-owned pods it placed in line with how full their node's GPUs
+	// are, so that scale-downs take pods from the emptiest GPU nodes first
+	// (package deletioncost). One process-wide controller, leader-elected.
+	DeletionCost bool
 }
 
 // Sharing values (the podrequest package's Sharing).

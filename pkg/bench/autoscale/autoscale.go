@@ -96,6 +96,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	tail := fs.Duration("tail", 75*time.Second, "time after the day during which nodes are still counted (consolidation of what the night left)")
 	partedPath := fs.String("mig-parted", "", "NVIDIA mig-parted config-default.yaml with the named MIG layouts (default: the embedded copy)")
 	only := fs.String("policies", "all", "comma-separated policy names, or all")
+	deletionCost := fs.Bool("deletion-cost", true, "gpuslice keeps the pod-deletion-cost of its ReplicaSet pods (GPUSliceArgs deletionCost), so Deployment scale-downs empty the least-used nodes; false reproduces the figures measured before it")
 	plotPath := fs.String("plot", "docs/autoscale-nodes.png", "PNG of nodes over the day per policy (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -132,7 +133,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	results := map[string]*Result{}
 	var order []*Result
 	for _, p := range runs {
-		r, err := runOne(ctx, stdout, p, set, events, *day, *tail)
+		r, err := runOne(ctx, stdout, p, set, events, *day, *tail, *deletionCost)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.Name, err)
 		}
@@ -163,18 +164,24 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// schedulerConfig is the test config with gpuslice's taint on and kube-
-// scheduler's stock profile added.
-func schedulerConfig(kubeconfig string) (string, error) {
+// schedulerConfig is the test config with gpuslice's taint on (and its
+// pod deletion costs when deletionCost) and kube-scheduler's stock profile
+// added. Deletion costs touch only pods gpuslice placed, so the stock
+// profile's runs are unaffected.
+func schedulerConfig(kubeconfig string, deletionCost bool) (string, error) {
 	c := localcluster.SchedulerConfig(kubeconfig, heartbeatTimeout)
-	t := strings.ReplaceAll(c, "      leaseNamespace: gpuslice-system\n", "      leaseNamespace: gpuslice-system\n      taintUnusableNodes: true\n")
+	add := "      taintUnusableNodes: true\n"
+	if deletionCost {
+		add += "      deletionCost: true\n"
+	}
+	t := strings.ReplaceAll(c, "      leaseNamespace: gpuslice-system\n", "      leaseNamespace: gpuslice-system\n"+add)
 	if t == c {
 		return "", errors.New("scheduler config: cannot enable taintUnusableNodes")
 	}
 	return t + "- schedulerName: default-scheduler\n", nil
 }
 
-func runOne(ctx context.Context, out io.Writer, p Policy, set *instancetypes.Set, events []workload.Event, day, tail time.Duration) (*Result, error) {
+func runOne(ctx context.Context, out io.Writer, p Policy, set *instancetypes.Set, events []workload.Event, day, tail time.Duration, deletionCost bool) (*Result, error) {
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(out, "[autoscale] %s: "+format+"\n", append([]any{p.Name}, a...)...)
 	}
@@ -201,7 +208,7 @@ func runOne(ctx context.Context, out io.Writer, p Policy, set *instancetypes.Set
 	if _, err := localcluster.StartControllerManager(ctx, cp, ""); err != nil {
 		return nil, err
 	}
-	cfg, err := schedulerConfig(cp.KubeconfigPath())
+	cfg, err := schedulerConfig(cp.KubeconfigPath(), deletionCost)
 	if err != nil {
 		return nil, err
 	}

@@ -16,15 +16,24 @@ import (
 )
 
 func TestSchedulerConfigAddsTaintAndDefaultProfile(t *testing.T) {
-	c, err := schedulerConfig("/k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(c, "taintUnusableNodes: true"); n != 2 {
-		t.Errorf("taintUnusableNodes set in %d profiles, want both gpuslice profiles", n)
-	}
-	if !strings.HasSuffix(c, "\n- schedulerName: default-scheduler\n") {
-		t.Errorf("no stock profile at the end:\n%s", c)
+	for _, cost := range []bool{false, true} {
+		c, err := schedulerConfig("/k", cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(c, "taintUnusableNodes: true"); n != 2 {
+			t.Errorf("taintUnusableNodes set in %d profiles, want both gpuslice profiles", n)
+		}
+		want := 0
+		if cost {
+			want = 2
+		}
+		if n := strings.Count(c, "deletionCost: true"); n != want {
+			t.Errorf("deletion cost %v: deletionCost set in %d profiles, want %d", cost, n, want)
+		}
+		if !strings.HasSuffix(c, "\n- schedulerName: default-scheduler\n") {
+			t.Errorf("no stock profile at the end:\n%s", c)
+		}
 	}
 }
 

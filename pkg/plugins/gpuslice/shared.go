@@ -20,6 +20,7 @@ import (
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
 	"github.com/gpuslice/gpuslice/pkg/assignment"
 	"github.com/gpuslice/gpuslice/pkg/cache"
+	"github.com/gpuslice/gpuslice/pkg/deletioncost"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	gpusliceinformers "github.com/gpuslice/gpuslice/pkg/generated/informers/externalversions"
 	"github.com/gpuslice/gpuslice/pkg/nodetaint"
@@ -52,6 +53,9 @@ type Shared struct {
 	// taints keeps the GPU-unusable taint (nil unless a profile sets
 	// taintUnusableNodes).
 	taints *nodetaint.Controller
+	// costs keeps the pod-deletion-cost of our ReplicaSet pods (nil unless
+	// a profile sets deletionCost).
+	costs *deletioncost.Controller
 	// metrics and obs: what operators see (metrics.go, observe.go); nil in
 	// offline use.
 	metrics *Metrics
@@ -107,10 +111,7 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 		case args.LeaseNamespace != s.args.LeaseNamespace:
 			return fmt.Errorf("all profiles must share leaseNamespace (%s vs %s)", args.LeaseNamespace, s.args.LeaseNamespace)
 		}
-		if args.TaintUnusableNodes {
-			return s.startTaints(ctx, h)
-		}
-		return nil
+		return s.startControllers(ctx, h, args)
 	}
 	logger := klog.FromContext(ctx).WithName(Name)
 	start := time.Now()
@@ -171,8 +172,19 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 		go s.runObserver(ctx, start, nodeLister)
 	}
 	logger.Info("GPUSlice shared state initialised", "leaseNamespace", args.LeaseNamespace, "heartbeatTimeout", args.HeartbeatTimeout.Duration)
+	return s.startControllers(ctx, h, args)
+}
+
+// startControllers starts the process-wide controllers a profile's args ask
+// for (the caller holds s.mu); each starts once.
+func (s *Shared) startControllers(ctx context.Context, h fwk.Handle, args *config.GPUSliceArgs) error {
 	if args.TaintUnusableNodes {
-		return s.startTaints(ctx, h)
+		if err := s.startTaints(ctx, h); err != nil {
+			return err
+		}
+	}
+	if args.DeletionCost {
+		return s.startDeletionCost(ctx, h)
 	}
 	return nil
 }

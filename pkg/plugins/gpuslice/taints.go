@@ -20,7 +20,8 @@ import (
 // elects the one scheduler replica keeping the GPU-unusable taints.
 const TaintLeaseName = "gpuslice-scheduler-node-taints"
 
-// Leader election of the taint controller: client-go's usual timings.
+// Leader election of the taint and deletion-cost controllers: client-go's
+// usual timings.
 const (
 	taintLeaseDuration = 15 * time.Second
 	taintRenewDeadline = 10 * time.Second
@@ -65,9 +66,20 @@ func (s *Shared) startTaints(ctx context.Context, h fwk.Handle) error {
 	if err != nil {
 		return err
 	}
+	if err := s.elect(ctx, h, TaintLeaseName, c.Run, "No longer keeping GPU-unusable taints (leadership lost)"); err != nil {
+		return fmt.Errorf("taint controller leader election: %w", err)
+	}
+	s.taints = c
+	return nil
+}
+
+// elect runs run whenever this replica holds the Lease lease (in the
+// exporters' lease namespace), until ctx ends: every scheduler replica builds
+// its plugins, but one runs each process-wide controller.
+func (s *Shared) elect(ctx context.Context, h fwk.Handle, lease string, run func(context.Context), stopped string) error {
 	host, _ := os.Hostname()
 	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: s.args.LeaseNamespace, Name: TaintLeaseName},
+		LeaseMeta:  metav1.ObjectMeta{Namespace: s.args.LeaseNamespace, Name: lease},
 		Client:     h.ClientSet().CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: host + "_" + string(uuid.NewUUID())},
 	}
@@ -78,16 +90,15 @@ func (s *Shared) startTaints(ctx context.Context, h fwk.Handle) error {
 		RenewDeadline:   taintRenewDeadline,
 		RetryPeriod:     taintRetryPeriod,
 		ReleaseOnCancel: true,
-		Name:            TaintLeaseName,
+		Name:            lease,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) { c.Run(ctx) },
-			OnStoppedLeading: func() { logger.Info("No longer keeping GPU-unusable taints (leadership lost)") },
+			OnStartedLeading: run,
+			OnStoppedLeading: func() { logger.Info(stopped) },
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("taint controller leader election: %w", err)
+		return err
 	}
-	s.taints = c
 	go func() {
 		// Run returns when leadership is lost; stand again until ctx ends.
 		for ctx.Err() == nil {

@@ -54,4 +54,7 @@ func SetDefaults_GPUSliceArgs(obj *GPUSliceArgs) {
 	if obj.TaintUnusableNodes == nil {
 		obj.TaintUnusableNodes = ptr.To(false)
 	}
+	if obj.DeletionCost == nil {
+		obj.DeletionCost = ptr.To(false)
+	}
 }

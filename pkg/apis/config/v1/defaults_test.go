@@ -43,3 +43,38 @@ func TestTaintUnusableNodesDefaultAndConversion(t *testing.T) {
 		}
 	}
 }
+
+// deletionCost is off unless set, and converts both ways.
+func TestDeletionCostDefaultAndConversion(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in   *bool
+		want bool
+	}{{nil, false}, {ptr.To(false), false}, {ptr.To(true), true}} {
+		v1args := &GPUSliceArgs{DeletionCost: tc.in}
+		s.Default(v1args)
+		if v1args.DeletionCost == nil || *v1args.DeletionCost != tc.want {
+			t.Fatalf("default of %v: %v", tc.in, v1args.DeletionCost)
+		}
+		internal := &config.GPUSliceArgs{}
+		if err := s.Convert(v1args, internal, nil); err != nil {
+			t.Fatal(err)
+		}
+		if internal.DeletionCost != tc.want {
+			t.Errorf("%v: internal %v, want %v", tc.in, internal.DeletionCost, tc.want)
+		}
+		back := &GPUSliceArgs{}
+		if err := s.Convert(internal, back, nil); err != nil {
+			t.Fatal(err)
+		}
+		if back.DeletionCost == nil || *back.DeletionCost != tc.want {
+			t.Errorf("%v: round trip %v", tc.in, back.DeletionCost)
+		}
+	}
+}

@@ -51,4 +51,11 @@ type GPUSliceArgs struct {
 	// cluster-autoscaler provision for pods that only such nodes seem to fit
 	// (default false; see the README's autoscaling section).
 	TaintUnusableNodes *bool `json:"taintUnusableNodes,omitempty"`
+	// DeletionCost makes the scheduler keep the pod-deletion-cost annotation
+	// (controller.kubernetes.io/pod-deletion-cost) of the pods it placed that
+	// a ReplicaSet owns at the fill of their node's GPUs (0 to 1000), so that
+	// when a Deployment scales down the ReplicaSet controller deletes replicas
+	// on the least-used GPU nodes first and those nodes empty out for the
+	// autoscaler. A value someone else set is left alone (default false).
+	DeletionCost *bool `json:"deletionCost,omitempty"`
 }

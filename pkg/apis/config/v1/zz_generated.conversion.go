@@ -77,6 +77,9 @@ func autoConvert_v1_GPUSliceArgs_To_config_GPUSliceArgs(in *GPUSliceArgs, out *c
 	if err := metav1.Convert_Pointer_bool_To_bool(&in.TaintUnusableNodes, &out.TaintUnusableNodes, s); err != nil {
 		return err
 	}
+	if err := metav1.Convert_Pointer_bool_To_bool(&in.DeletionCost, &out.DeletionCost, s); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -102,6 +105,9 @@ func autoConvert_config_GPUSliceArgs_To_v1_GPUSliceArgs(in *config.GPUSliceArgs,
 		return err
 	}
 	if err := metav1.Convert_bool_To_Pointer_bool(&in.TaintUnusableNodes, &out.TaintUnusableNodes, s); err != nil {
+		return err
+	}
+	if err := metav1.Convert_bool_To_Pointer_bool(&in.DeletionCost, &out.DeletionCost, s); err != nil {
 		return err
 	}
 	return nil

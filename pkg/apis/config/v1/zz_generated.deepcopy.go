@@ -56,6 +56,11 @@ func (in *GPUSliceArgs) DeepCopyInto(out *GPUSliceArgs) {
 		*out = new(bool)
 		**out = **in
 	}
+	if in.DeletionCost != nil {
+		in, out := &in.DeletionCost, &out.DeletionCost
+		*out = new(bool)
+		**out = **in
+	}
 	return
 }
 
