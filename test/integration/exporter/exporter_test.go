@@ -17,7 +17,6 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -31,7 +30,6 @@ import (
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
-	"github.com/gpuslice/gpuslice/test/framework"
 )
 
 // stubKubelet serves allocations as the PodResources API would.
@@ -83,30 +81,7 @@ func exporterToken(t *testing.T, ctx context.Context, kube kubernetes.Interface,
 }
 
 func TestExporterPublishesOnlyChanges(t *testing.T) {
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	admin := cp.Client()
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.EnsureNamespace(ctx, admin, localcluster.LeaseNamespace); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"rbac.yaml", "admission-policy.yaml"} {
-		if err := localcluster.ApplyFile(ctx, cp.Config(), filepath.Join(root, "manifests", "exporter", f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range []string{node, "gpu-1"} {
-		if _, err := controlplane.CreateReadyNode(ctx, admin, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, corev1.ResourceList{"nvidia.com/mig-1g.5gb": resource.MustParse("2")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ctx, cancel, cp, admin := exporterCluster(t, node, "gpu-1")
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	writeConfig := func(s string) {
 		if err := os.WriteFile(cfgPath+".tmp", []byte(s), 0o600); err != nil {

@@ -3,14 +3,11 @@ package exporter
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -22,8 +19,6 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml/fake"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
-	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
-	"github.com/gpuslice/gpuslice/test/framework"
 )
 
 // vanishingKubelet is a PodResources API whose socket can disappear.
@@ -53,28 +48,7 @@ func (k *vanishingKubelet) set(gone bool) {
 // socket stays away (the exporter polls it five times a second), and a
 // restarted exporter whose node did not change writes nothing.
 func TestExporterKubeletSocketAndCrashLoop(t *testing.T) {
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	admin := cp.Client()
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.EnsureNamespace(ctx, admin, localcluster.LeaseNamespace); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"rbac.yaml", "admission-policy.yaml"} {
-		if err := localcluster.ApplyFile(ctx, cp.Config(), filepath.Join(root, "manifests", "exporter", f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := controlplane.CreateReadyNode(ctx, admin, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, corev1.ResourceList{"nvidia.com/mig-1g.5gb": resource.MustParse("2")}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, cp, admin := exporterCluster(t, node)
 	adminGPU, err := versioned.NewForConfig(cp.Config())
 	if err != nil {
 		t.Fatal(err)

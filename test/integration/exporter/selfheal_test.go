@@ -4,15 +4,12 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -23,8 +20,6 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/exporter/nvml/fake"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
-	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
-	"github.com/gpuslice/gpuslice/test/framework"
 )
 
 var writesMetric = regexp.MustCompile(`(?m)^gpuslice_exporter_topology_writes_total (\d+)`)
@@ -51,28 +46,7 @@ func writes(t *testing.T, m *agent.Metrics) int {
 // its own object can repair it: recreated and restored within seconds, one
 // write each, and no write for a change that leaves the spec as desired.
 func TestExporterRepairsItsGPUNode(t *testing.T) {
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	admin := cp.Client()
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.EnsureNamespace(ctx, admin, localcluster.LeaseNamespace); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"rbac.yaml", "admission-policy.yaml"} {
-		if err := localcluster.ApplyFile(ctx, cp.Config(), filepath.Join(root, "manifests", "exporter", f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := controlplane.CreateReadyNode(ctx, admin, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, corev1.ResourceList{"nvidia.com/mig-1g.5gb": resource.MustParse("2")}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, cancel, cp, admin := exporterCluster(t, node)
 	adminGPU, err := versioned.NewForConfig(cp.Config())
 	if err != nil {
 		t.Fatal(err)
