@@ -231,6 +231,32 @@ func (s *State) GPUs() []GPUUsage {
 	return out
 }
 
+// HealthyTotals sums the node's healthy GPUs, in GPU-equivalents: their
+// capacity, what is in use, what is free, and what is stranded (the free
+// capacity of GPUs partly in use, as kubectl gpuslice top counts it).
+type HealthyTotals struct {
+	Capacity, Used, Free, Stranded float64
+}
+
+// Totals sums the node's healthy GPUs.
+func (s *State) Totals() HealthyTotals {
+	var t HealthyTotals
+	for gi, g := range s.node.gpus {
+		if !g.healthy {
+			continue
+		}
+		used := s.gpuUsed[gi]
+		free := g.capacity - used
+		t.Capacity += g.capacity
+		t.Used += used
+		t.Free += free
+		if used > 1e-9 && free > 1e-9 {
+			t.Stranded += free
+		}
+	}
+	return t
+}
+
 // EmptyGPUs counts GPUs that hold no allocated device.
 func (s *State) EmptyGPUs() int {
 	n := 0

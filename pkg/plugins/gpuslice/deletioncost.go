@@ -25,18 +25,11 @@ func (s *Shared) nodeFill(name string) (float64, bool) {
 	if v.State == nil {
 		return 0, false
 	}
-	used, capacity := 0.0, 0.0
-	for _, g := range v.State.GPUs() {
-		if !g.Healthy {
-			continue
-		}
-		used += g.Used
-		capacity += g.Capacity
-	}
-	if capacity <= 0 {
+	tot := v.State.Totals()
+	if tot.Capacity <= 0 {
 		return 0, false
 	}
-	return deletioncost.Fill(used, capacity), true
+	return deletioncost.Fill(tot.Used, tot.Capacity), true
 }
 
 // startDeletionCost starts the deletion-cost controller once per process

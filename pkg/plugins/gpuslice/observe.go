@@ -206,21 +206,11 @@ func (o *observer) scan(c *cache.Cache, nodes corelisters.NodeLister, mix *alloc
 		view.State.AddSupply(cluster, mix, allocator.HostFit{})
 		// As kubectl gpuslice top counts them (pkg/gpuview): healthy GPUs
 		// only; the free capacity of a partly used GPU is stranded.
-		used, free := 0.0, 0.0
-		for _, g := range view.State.GPUs() {
-			if !g.Healthy {
-				continue
-			}
-			used += g.Used
-			f := g.Capacity - g.Used
-			free += f
-			if g.Used > 1e-9 && f > 1e-9 {
-				st.stranded += f
-			}
-		}
-		st.used += used
-		st.free += free
-		st.perNode[n.Name] = [2]float64{used, free}
+		tot := view.State.Totals()
+		st.used += tot.Used
+		st.free += tot.Free
+		st.stranded += tot.Stranded
+		st.perNode[n.Name] = [2]float64{tot.Used, tot.Free}
 		st.slices[n.Name] = view.State.Usage()
 		empty := view.State.EmptyGPUs()
 		st.emptyGPUs += empty
