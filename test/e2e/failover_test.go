@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,10 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/gpuslice/gpuslice/pkg/assignment"
-	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
-	"github.com/gpuslice/gpuslice/test/framework"
 )
 
 // The shipped manifests' leader election (manifests/scheduler/config.yaml):
@@ -78,30 +75,8 @@ func TestFailoverKillsTheLeader(t *testing.T) {
 	}
 	t.Logf("gpuslice-scheduler built in %s", time.Since(start).Round(time.Second))
 
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	gpu, err := versioned.NewForConfig(cp.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, ctx: ctx, cp: cp, kube: cp.Client(), gpu: gpu, nodes: map[string]*localcluster.SimNode{}, rng: rand.New(rand.NewSource(18))}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{localcluster.LeaseNamespace, ns} {
-		if err := localcluster.EnsureNamespace(ctx, e.kube, n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, spec := range nodeSpecs() {
-		sn, err := localcluster.StartSimNode(ctx, e.kube, gpu, spec, localcluster.SimOptions{HeartbeatInterval: time.Second, PollInterval: 250 * time.Millisecond, Resync: 10 * time.Second, Seed: int64(i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.nodes[spec.Name] = sn
-	}
-	taint(t, ctx, e.kube, reconfNode)
+	e := newEnv(t, 18)
+	ctx, cp := e.ctx, e.cp
 
 	config := strings.Replace(localcluster.SchedulerConfig(cp.KubeconfigPath(), heartbeatTimeout),
 		"leaderElection:\n  leaderElect: false\n",

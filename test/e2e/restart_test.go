@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"math/rand"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
-	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
-	"github.com/gpuslice/gpuslice/test/framework"
 )
 
 // TestAPIServerRestartScheduleAndExportersRecover kills kube-apiserver
@@ -30,30 +26,8 @@ func TestAPIServerRestartScheduleAndExportersRecover(t *testing.T) {
 		t.Skip("restarts the control plane")
 	}
 	start := time.Now()
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	gpu, err := versioned.NewForConfig(cp.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, ctx: ctx, cp: cp, kube: cp.Client(), gpu: gpu, nodes: map[string]*localcluster.SimNode{}, rng: rand.New(rand.NewSource(7))}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{localcluster.LeaseNamespace, ns} {
-		if err := localcluster.EnsureNamespace(ctx, e.kube, n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, spec := range nodeSpecs() {
-		sn, err := localcluster.StartSimNode(ctx, e.kube, gpu, spec, localcluster.SimOptions{HeartbeatInterval: time.Second, PollInterval: 250 * time.Millisecond, Resync: 10 * time.Second, Seed: int64(i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.nodes[spec.Name] = sn
-	}
-	taint(t, ctx, e.kube, reconfNode)
+	e := newEnv(t, 7)
+	ctx, cp := e.ctx, e.cp
 	e.config = localcluster.SchedulerConfig(cp.KubeconfigPath(), heartbeatTimeout)
 	e.startScheduler()
 	defer func() { e.sched.Stop() }()
@@ -72,6 +46,7 @@ func TestAPIServerRestartScheduleAndExportersRecover(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // the scheduler is placing them
 		t0 := time.Now()
 		rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+		var err error
 		if what == "etcd" {
 			err = cp.RestartEtcd(rctx)
 		} else {
