@@ -17,6 +17,8 @@ import (
 
 // Scheduler is an in-process gpuslice-scheduler.
 type Scheduler struct {
+	// Shared is the plugin's shared state (its cache), for diagnostics.
+	Shared *gpuslice.Shared
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -41,7 +43,7 @@ func StartScheduler(ctx context.Context, dir, config string) (*Scheduler, error)
 	// kube-scheduler registers its configuration under a process-wide configz
 	// key; a restart inside the same process must release it first.
 	configz.Delete("componentconfig")
-	s := &Scheduler{cancel: cancel, done: make(chan error, 1)}
+	s := &Scheduler{Shared: shared, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- app.Run(ctx, cc, sched) }()
 	// Run returns at once on a start-up error; report it.
 	select {

@@ -22,3 +22,7 @@ func (s *Shared) ObservePod(logger klog.Logger, pod *v1.Pod) { s.onPod(logger, p
 
 // ForgetPod removes a deleted pod from the cache.
 func (s *Shared) ForgetPod(pod *v1.Pod) { s.onPodDelete(pod) }
+
+// NodeView is the cache's view of a node now: its allocation snapshot and
+// whether it may take GPU pods (for diagnostics and tests).
+func (s *Shared) NodeView(name string) cache.NodeView { return s.cache.View(name) }
