@@ -484,6 +484,26 @@ func (c *Cache) Pod(uid types.UID) (PodInfo, bool) {
 	return PodInfo{UID: uid, Namespace: r.namespace, Name: r.name, Node: e.name, Phase: r.phase, Devices: r.devices, Predicted: r.predicted}, true
 }
 
+// PodsOn returns the records of the pods the cache holds on a node, in the
+// order it gives them devices.
+func (c *Cache) PodsOn(node string) []PodInfo {
+	e := c.lockedEntry(node)
+	if e == nil {
+		return nil
+	}
+	defer e.mu.Unlock()
+	records := make([]*podRecord, 0, len(e.pods))
+	for _, r := range e.pods {
+		records = append(records, r)
+	}
+	sort.Slice(records, func(i, j int) bool { return records[i].order < records[j].order })
+	out := make([]PodInfo, 0, len(records))
+	for _, r := range records {
+		out = append(out, PodInfo{UID: r.uid, Namespace: r.namespace, Name: r.name, Node: e.name, Phase: r.phase, Devices: r.devices, Predicted: r.predicted})
+	}
+	return out
+}
+
 // Nodes lists the names of the nodes the cache knows, sorted.
 func (c *Cache) Nodes() []string {
 	c.mu.RLock()

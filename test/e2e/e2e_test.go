@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,31 @@ func (e *env) check(phase string) {
 	e.t.Helper()
 	// Let the exporters publish the kubelets' latest picks.
 	time.Sleep(1500 * time.Millisecond)
+	problems, pods := e.invariants()
+	if len(problems) > 0 {
+		msg := fmt.Sprintf("phase %s: %d invariant violations:\n%s", phase, len(problems), strings.Join(problems, "\n"))
+		if onlyPendingThatFit(problems) {
+			for _, p := range problems {
+				f := strings.Fields(p) // pending pod NAME (REQ) fits on NODE
+				msg += "\n" + e.diagnose(f[2], f[len(f)-1])
+			}
+			knownBug(e.t, msg)
+		}
+		e.t.Fatal(msg)
+	}
+	bound := 0
+	for _, p := range pods {
+		if p.Node != "" {
+			bound++
+		}
+	}
+	e.t.Logf("phase %s: %d pods, %d bound, invariants hold", phase, len(pods), bound)
+}
+
+// invariants checks the end-to-end invariants (Check) on what the API and
+// the fake kubelets hold now, and returns the violations and the pods.
+func (e *env) invariants() ([]string, []PodView) {
+	e.t.Helper()
 	gns, err := e.gpu.GpusliceV1alpha1().GPUNodes().List(e.ctx, metav1.ListOptions{})
 	if err != nil {
 		e.t.Fatal(err)
@@ -235,20 +261,23 @@ func (e *env) check(phase string) {
 		}
 		pods = append(pods, v)
 	}
-	if problems := Check(nodes, pods); len(problems) > 0 {
-		msg := fmt.Sprintf("phase %s: %d invariant violations:\n%s", phase, len(problems), strings.Join(problems, "\n"))
-		if onlyPendingThatFit(problems) {
-			knownBug(e.t, msg)
-		}
-		e.t.Fatal(msg)
+	return Check(nodes, pods), pods
+}
+
+// podsOn is the set of GPU pods bound to node.
+func (e *env) podsOn(node string) map[string]bool {
+	list, err := e.kube.CoreV1().Pods(ns).List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	bound := 0
-	for _, p := range pods {
-		if p.Node != "" {
-			bound++
+	out := map[string]bool{}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if req, err := podrequest.Parse(p, podrequest.Options{}); err == nil && !req.Empty() && p.Spec.NodeName == node {
+			out[p.Name] = true
 		}
 	}
-	e.t.Logf("phase %s: %d pods, %d bound, invariants hold", phase, len(pods), bound)
+	return out
 }
 
 func (e *env) nodeOf(pod string) string {
@@ -277,8 +306,24 @@ func (e *env) diagnose(pod, node string) string {
 	}
 	if gn, err := e.gpu.GpusliceV1alpha1().GPUNodes().Get(e.ctx, node, metav1.GetOptions{}); err == nil {
 		fmt.Fprintf(&b, "GPUNode %s rv %s state %s (%s), %d allocations\n", node, gn.ResourceVersion, gn.Spec.State, gn.Spec.Message, len(gn.Spec.Allocations))
+		for _, a := range gn.Spec.Allocations {
+			fmt.Fprintf(&b, "  GPUNode allocation %s/%s %s: %v\n", a.Namespace, a.Name, a.PodUID, a.Containers)
+		}
 	} else {
 		fmt.Fprintf(&b, "GPUNode %s: %v\n", node, err)
+	}
+	if pods, err := e.kube.CoreV1().Pods(ns).List(e.ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			if p.Spec.NodeName != node {
+				continue
+			}
+			fmt.Fprintf(&b, "  live pod %s %s phase %s deleting %v\n", p.Name, p.UID, p.Status.Phase, p.DeletionTimestamp != nil)
+			if sn := e.nodes[node]; sn != nil {
+				if cds, ok := sn.Kubelet.Devices(p.UID); ok {
+					fmt.Fprintf(&b, "    kubelet gave %v\n", cds)
+				}
+			}
+		}
 	}
 	if n, err := e.kube.CoreV1().Nodes().Get(e.ctx, node, metav1.GetOptions{}); err == nil {
 		fmt.Fprintf(&b, "node %s allocatable %v taints %v\n", node, n.Status.Allocatable, n.Spec.Taints)
@@ -286,6 +331,10 @@ func (e *env) diagnose(pod, node string) string {
 	if e.sched != nil && e.sched.Shared != nil {
 		v := e.sched.Shared.NodeView(node)
 		fmt.Fprintf(&b, "scheduler cache: usable=%v cause=%q reason=%q generation=%d\n", v.Freshness.Usable, v.Freshness.Cause, v.Freshness.Reason, v.Generation)
+		fmt.Fprintf(&b, "scheduler cache holds GPUNode rv %s\n", e.sched.Shared.TopologyVersion(node))
+		for _, pi := range e.sched.Shared.PodsOn(node) {
+			fmt.Fprintf(&b, "  cache pod %s/%s %s phase %v predicted %v: %v\n", pi.Namespace, pi.Name, pi.UID, pi.Phase, pi.Predicted, pi.Devices)
+		}
 		if v.State != nil {
 			fmt.Fprintf(&b, "scheduler cache snapshot totals: %+v\n", v.State.Totals())
 		}
@@ -360,7 +409,8 @@ func TestEndToEnd(t *testing.T) {
 	defer func() { e.sched.Stop() }()
 	t.Logf("cluster of %d simulated nodes up in %s", len(e.nodes), time.Since(start).Round(time.Millisecond))
 
-	var whileDown []string // pods created while h100-ts-0's exporter was down
+	var whileDown []string         // pods created while h100-ts-0's exporter was down
+	var heldBefore map[string]bool // pods on h100-ts-0 when its exporter came back
 	phases := []struct {
 		name string
 		run  func()
@@ -391,6 +441,7 @@ func TestEndToEnd(t *testing.T) {
 			e.startScheduler()
 		}},
 		{"exporter back", func() {
+			heldBefore = e.podsOn("h100-ts-0")
 			if err := e.nodes["h100-ts-0"].StartExporter(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -436,14 +487,37 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatal("pod pinned to h100-ts-0 bound while the node's topology was stale")
 			}
 		case "exporter back":
-			// The pinned pod failed every attempt while the node was stale,
-			// so it may sit out kube-scheduler's backoff (up to
-			// podMaxBackoffSeconds, 10 s) after the republished GPUNode
-			// woke it: longer than settle's 2 s of quiet.
+			// The pinned pod failed every attempt while the node was stale;
+			// the returning exporter's Lease wakes it, with the pods created
+			// while the exporter was down that also want the node. It must be
+			// bound, unless those took the node's last free devices first
+			// (the queue's order among woken pods is kube-scheduler's): then
+			// the node took GPU pods again and the pinned pod does not fit
+			// on what the kubelet holds. It may sit out kube-scheduler's
+			// backoff first, longer than settle's 2 s of quiet.
+			var took []string
 			if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-				return e.nodeOf("pinned-h100-ts-0") == "h100-ts-0", nil
+				if e.nodeOf("pinned-h100-ts-0") == "h100-ts-0" {
+					return true, nil
+				}
+				problems, _ := e.invariants()
+				for _, p := range problems {
+					if strings.HasPrefix(p, "pending pod pinned-h100-ts-0 ") {
+						return false, nil
+					}
+				}
+				return true, nil
 			}); err != nil {
-				knownBug(t, "pod pinned to h100-ts-0 not bound within 30 s after the exporter came back\n"+e.diagnose("pinned-h100-ts-0", "h100-ts-0"))
+				t.Fatalf("pod pinned to h100-ts-0 not bound within 30 s after the exporter came back, though it fits\n%s", e.diagnose("pinned-h100-ts-0", "h100-ts-0"))
+			}
+			if e.nodeOf("pinned-h100-ts-0") == "" {
+				for name := range e.podsOn("h100-ts-0") {
+					if !heldBefore[name] {
+						took = append(took, name)
+					}
+				}
+				sort.Strings(took)
+				t.Logf("the pinned pod stays pending: it does not fit on h100-ts-0, which took %v since its exporter came back", took)
 			}
 		case "MIG layout change with pods pending":
 			if e.nodeOf("needs-4g") != reconfNode {

@@ -26,3 +26,10 @@ func (s *Shared) ForgetPod(pod *v1.Pod) { s.onPodDelete(pod) }
 // NodeView is the cache's view of a node now: its allocation snapshot and
 // whether it may take GPU pods (for diagnostics and tests).
 func (s *Shared) NodeView(name string) cache.NodeView { return s.cache.View(name) }
+
+// PodsOn is the cache's records of the pods on a node (for diagnostics).
+func (s *Shared) PodsOn(node string) []cache.PodInfo { return s.cache.PodsOn(node) }
+
+// TopologyVersion is the resource version of the GPUNode the cache holds
+// for the node (for diagnostics).
+func (s *Shared) TopologyVersion(node string) string { return s.cache.TopologyVersion(node) }
