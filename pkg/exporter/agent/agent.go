@@ -302,7 +302,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	t := time.NewTicker(a.opts.HeartbeatInterval)
 	defer t.Stop()
 	for {
-		if err := a.beat.renew(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		if err := a.beat.renew(ctx, time.Now(), a.pub.version()); err != nil && ctx.Err() == nil {
 			klog.FromContext(ctx).Error(err, "Heartbeat failed")
 			a.metrics.syncError("lease")
 		}

@@ -109,7 +109,7 @@ func TestResourceRequests(t *testing.T) {
 		_, _ = w.Write([]byte(`{"kind":"Lease","apiVersion":"coordination.k8s.io/v1","metadata":{"name":"gpu-0","namespace":"ns","resourceVersion":"5"},"spec":{"holderIdentity":"gpuslice-exporter/gpu-0"}}`))
 	})
 	h := newHeartbeat(clients.Coordination, "ns", "gpu-0", 40*time.Second)
-	if err := h.renew(context.Background(), time.Unix(1_800_000_000, 0)); err != nil {
+	if err := h.renew(context.Background(), time.Unix(1_800_000_000, 0), "42"); err != nil {
 		t.Fatal(err)
 	}
 	if h.lease == nil || h.lease.ResourceVersion != "5" || *h.lease.Spec.HolderIdentity != "gpuslice-exporter/gpu-0" {
@@ -127,6 +127,10 @@ func TestResourceRequests(t *testing.T) {
 	}
 	if c.body["apiVersion"] != "coordination.k8s.io/v1" || c.body["kind"] != "Lease" {
 		t.Errorf("created Lease without its type: %v", c.body)
+	}
+	meta, _ := c.body["metadata"].(map[string]any)
+	if ann, _ := meta["annotations"].(map[string]any); ann["gpuslice.io/gpunode-version"] != "42" {
+		t.Errorf("created Lease does not name the GPUNode version: %v", meta)
 	}
 	spec, _ := c.body["spec"].(map[string]any)
 	if spec["leaseDurationSeconds"] != 40.0 || spec["renewTime"] != "2027-01-15T08:00:00.000000Z" {

@@ -9,6 +9,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+
+	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
 )
 
 // heartbeat renews the node's Lease: the exporter's liveness, read by the
@@ -28,7 +30,11 @@ func newHeartbeat(client rest.Interface, namespace, node string, duration time.D
 	}
 }
 
-func (h *heartbeat) renew(ctx context.Context, now time.Time) error {
+// renew renews the Lease at now; gpuNodeVersion is the resourceVersion of
+// the GPUNode as last written or read back ("" when unknown), recorded in
+// the LeaseGPUNodeVersionAnnotation so that readers can tell that their copy
+// of the GPUNode is behind.
+func (h *heartbeat) renew(ctx context.Context, now time.Time, gpuNodeVersion string) error {
 	rt := metav1.NewMicroTime(now)
 	if h.lease == nil {
 		got := &coordinationv1.Lease{}
@@ -39,7 +45,7 @@ func (h *heartbeat) renew(ctx context.Context, now time.Time) error {
 			secs := int32(h.duration / time.Second)
 			created := &coordinationv1.Lease{}
 			err := h.leases.create(ctx, &coordinationv1.Lease{
-				ObjectMeta: metav1.ObjectMeta{Name: h.node, Namespace: h.namespace},
+				ObjectMeta: metav1.ObjectMeta{Name: h.node, Namespace: h.namespace, Annotations: versionAnnotation(nil, gpuNodeVersion)},
 				Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &rt, RenewTime: &rt},
 			}, created)
 			if err != nil {
@@ -54,6 +60,7 @@ func (h *heartbeat) renew(ctx context.Context, now time.Time) error {
 	}
 	l := h.lease.DeepCopy()
 	l.Spec.RenewTime = &rt
+	l.Annotations = versionAnnotation(l.Annotations, gpuNodeVersion)
 	updated := &coordinationv1.Lease{}
 	if err := h.leases.update(ctx, h.node, l, updated); err != nil {
 		h.lease = nil // re-read next time (conflict, deletion)
@@ -61,4 +68,18 @@ func (h *heartbeat) renew(ctx context.Context, now time.Time) error {
 	}
 	h.lease = updated
 	return nil
+}
+
+// versionAnnotation returns annotations with the GPUNode version set, or
+// removed when unknown.
+func versionAnnotation(annotations map[string]string, version string) map[string]string {
+	if version == "" {
+		delete(annotations, gpusliceapi.LeaseGPUNodeVersionAnnotation)
+		return annotations
+	}
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[gpusliceapi.LeaseGPUNodeVersionAnnotation] = version
+	return annotations
 }

@@ -100,6 +100,17 @@ func (p *publisher) cached() *gpusliceapi.GPUNode {
 	return p.last
 }
 
+// version is the resourceVersion of the live object as last written or
+// read here; "" when unknown (nothing cached).
+func (p *publisher) version() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		return ""
+	}
+	return p.last.ResourceVersion
+}
+
 func (p *publisher) remember(obj *gpusliceapi.GPUNode) {
 	p.mu.Lock()
 	p.last = obj
