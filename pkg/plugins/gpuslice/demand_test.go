@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
@@ -25,6 +27,7 @@ import (
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	tf "k8s.io/kubernetes/pkg/scheduler/testing/framework"
 
+	"github.com/gpuslice/gpuslice/pkg/assignment"
 	"github.com/gpuslice/gpuslice/pkg/cache"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
@@ -288,5 +291,106 @@ func TestPostFilterKeepsRecordWhileReconfiguring(t *testing.T) {
 	e.schedule(t, pod)
 	if _, ok := e.shared.MIGDemand()[pod.UID]; !ok {
 		t.Fatal("record dropped while the only candidate node reconfigures")
+	}
+}
+
+func TestDemandWriterWritesOncePerChange(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pod := gpuPod("p", map[string]int64{"nvidia.com/mig-3g.20gb": 1})
+	client := fake.NewSimpleClientset(pod)
+	indexer := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{})
+	if err := indexer.Add(pod); err != nil {
+		t.Fatal(err)
+	}
+	r := newDemandRecorder(nil)
+	w := newDemandWriter(client, corelisters.NewPodLister(indexer), r, nil)
+	logger := klog.Background()
+	// step processes what is queued (waiting for the rate limiter's delay)
+	// and refreshes the lister from the API, as the informer would.
+	step := func() {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for w.queue.Len() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("nothing queued")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		w.processNext(ctx, logger)
+		cur, err := client.CoreV1().Pods("default").Get(ctx, "p", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := indexer.Update(cur); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idle := func() {
+		t.Helper()
+		time.Sleep(30 * time.Millisecond)
+		if n := w.queue.Len(); n != 0 {
+			t.Fatalf("%d queued without a change", n)
+		}
+	}
+	annotation := func() *assignment.Demand {
+		t.Helper()
+		cur, _, _ := indexer.GetByKey("default/p")
+		d, err := assignment.DemandFromPod(cur.(*v1.Pod))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	r.set(pod, map[string]int{"3g.20gb": 1}, now)
+	step()
+	if got := annotation(); got == nil || !maps.Equal(got.Profiles, map[string]int{"3g.20gb": 1}) || !got.Since.Equal(now) {
+		t.Fatalf("annotation %+v", got)
+	}
+	// The same demand again (every failed cycle says it): no write.
+	r.set(pod, map[string]int{"3g.20gb": 1}, now.Add(time.Minute))
+	idle()
+	// A queued pod whose annotation already says its record: no write.
+	w.queue.Add(demandKey{Namespace: "default", Name: "p", UID: pod.UID})
+	w.processNext(ctx, logger)
+	// Changed profiles: one write, since kept.
+	r.set(pod, map[string]int{"3g.20gb": 1, "1g.5gb": 2}, now.Add(2*time.Minute))
+	step()
+	if got := annotation(); !maps.Equal(got.Profiles, map[string]int{"3g.20gb": 1, "1g.5gb": 2}) || !got.Since.Equal(now) {
+		t.Fatalf("annotation %+v", got)
+	}
+	// No longer MIG demand: the annotation goes.
+	r.clear(pod.UID)
+	step()
+	if got := annotation(); got != nil {
+		t.Fatalf("annotation %+v after clear", got)
+	}
+	if n := w.writes.Load(); n != 3 {
+		t.Fatalf("%d writes, want 3 (set, change, removal)", n)
+	}
+	// Bound pods are left alone.
+	r.set(pod, map[string]int{"3g.20gb": 1}, now)
+	bound, _, _ := indexer.GetByKey("default/p")
+	b := bound.(*v1.Pod).DeepCopy()
+	b.Spec.NodeName = "n"
+	if err := indexer.Update(b); err != nil {
+		t.Fatal(err)
+	}
+	for w.queue.Len() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	w.processNext(ctx, logger)
+	if n := w.writes.Load(); n != 3 {
+		t.Fatalf("%d writes, want none for a bound pod", n)
+	}
+	var patches int
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "patch" {
+			patches++
+		}
+	}
+	if patches != 3 {
+		t.Fatalf("%d patches sent, want 3", patches)
 	}
 }
