@@ -2,13 +2,16 @@ package gpuslice
 
 import (
 	"context"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/sets"
 	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/names"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
@@ -34,7 +37,9 @@ import (
 //     every other Filter plugin whether the pod would fit were the missing
 //     instances there (the node's allocatable raised by what the pod asks
 //     of the lacking profiles, GPUSlice itself skipped), and stops at the
-//     first that says yes. The pod is MIG demand when one does: its record
+//     first that says yes. (It asks on the node as it is first, and copies
+//     the node only when NodeResourcesFit refuses it for the lacking MIG
+//     resources alone.) The pod is MIG demand when one does: its record
 //     (profiles and counts, first seen, priority) is kept in memory
 //     (demandRecorder). It is not when none does, or when the pod did not
 //     reach GPUSlice's Filter; the record goes. A cycle in which a node was
@@ -165,7 +170,13 @@ func (p *Plugin) classify(ctx context.Context, cs fwk.CycleState, s *cycleState,
 			if err != nil || ni.Node() == nil {
 				continue
 			}
-			if st := p.handle.RunFilterPlugins(ctx, probe, pod, withInstances(ni, s.req, c.lack)); st.IsSuccess() {
+			// First on the node as it is: most refusals (a taint, an
+			// affinity, CPU) show without copying it.
+			st := p.handle.RunFilterPlugins(ctx, probe, pod, ni)
+			if !st.IsSuccess() && onlyShortOf(st, s.req, c.lack) {
+				st = p.handle.RunFilterPlugins(ctx, probe, pod, withInstances(ni, s.req, c.lack))
+			}
+			if st.IsSuccess() {
 				return lackedProfiles(s.req, c.lack), isDemand
 			}
 		}
@@ -174,6 +185,25 @@ func (p *Plugin) classify(ctx context.Context, cs fwk.CycleState, s *cycleState,
 		return nil, undecided
 	}
 	return nil, notDemand
+}
+
+// onlyShortOf reports whether st is NodeResourcesFit's refusal for want of
+// some of the lacking resources only ("Insufficient nvidia.com/mig-...").
+func onlyShortOf(st *fwk.Status, req *podrequest.Request, lack uint64) bool {
+	if st.Plugin() != names.NodeResourcesFit || len(st.Reasons()) == 0 {
+		return false
+	}
+	for _, r := range st.Reasons() {
+		res, ok := strings.CutPrefix(r, "Insufficient ")
+		if !ok {
+			return false
+		}
+		i := slices.IndexFunc(req.Effective, func(rc podrequest.ResourceCount) bool { return rc.Name == res })
+		if i < 0 || i >= 64 || lack&(1<<i) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // withInstances is a copy of the node's info whose allocatable has room for

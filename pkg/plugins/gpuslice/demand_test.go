@@ -2,6 +2,7 @@ package gpuslice
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"testing"
 	"time"
@@ -392,5 +393,67 @@ func TestDemandWriterWritesOncePerChange(t *testing.T) {
 	}
 	if patches != 3 {
 		t.Fatalf("%d patches sent, want 3", patches)
+	}
+}
+
+// BenchmarkFailedCycle500Nodes is what a failed cycle of a pod that wants a
+// 3g.20gb instance costs on 500 A100 MIG nodes whose 3g.20gb instances are
+// all taken: GPUSlice's PreFilter and the framework's Filter chain
+// (GPUSlice first, TaintToleration, NodeResourcesFit) on every node, then,
+// except in "filter-only", GPUSlice's PostFilter. In "demand" the first
+// candidate confirms; in "tainted" every node carries a taint the pod does
+// not tolerate, so PostFilter probes all 500 and records nothing (its worst
+// case).
+func BenchmarkFailedCycle500Nodes(b *testing.B) {
+	var specs []fixtures.Spec
+	for i := 0; i < 500; i++ {
+		specs = append(specs, fixtures.Spec{Name: fmt.Sprintf("mig-%03d", i), Product: "NVIDIA A100-SXM4-40GB", GPUs: 8, MIG: []string{"1g.5gb", "1g.5gb", "2g.10gb", "3g.20gb"}})
+	}
+	for _, mode := range []string{"filter-only", "demand", "tainted"} {
+		b.Run(mode, func(b *testing.B) {
+			var nodes []*v1.Node
+			for _, s := range specs {
+				n := cpuNode(s.Name, 64000)
+				if mode == "tainted" {
+					n.Spec.Taints = []v1.Taint{{Key: "team", Value: "other", Effect: v1.TaintEffectNoSchedule}}
+				}
+				nodes = append(nodes, n)
+			}
+			e := newDemandEnv(b, newCache(b, specs...), nodes...)
+			for i, s := range specs {
+				e.fill(b, gpuPod(fmt.Sprint("fill-", i), map[string]int64{"nvidia.com/mig-3g.20gb": 8}), s.Name)
+			}
+			pod := defaulted(gpuPod("bench", map[string]int64{"nvidia.com/mig-3g.20gb": 1}))
+			infos := make([]fwk.NodeInfo, len(nodes))
+			for i, n := range nodes {
+				ni, err := e.fw.SnapshotSharedLister().NodeInfos().Get(n.Name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				infos[i] = ni
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				cs := framework.NewCycleState()
+				if _, st, _ := e.fw.RunPreFilterPlugins(ctx, cs, pod); !st.IsSuccess() {
+					b.Fatal(st)
+				}
+				for _, ni := range infos {
+					if st := e.fw.RunFilterPlugins(ctx, cs, pod, ni); st.IsSuccess() {
+						b.Fatal("fits")
+					}
+				}
+				if mode != "filter-only" {
+					e.fw.RunPostFilterPlugins(ctx, cs, pod, framework.NewDefaultNodeToStatus())
+				}
+			}
+			b.StopTimer()
+			_, recorded := e.shared.MIGDemand()[pod.UID]
+			if recorded != (mode == "demand") {
+				b.Fatalf("recorded %v in mode %s", recorded, mode)
+			}
+		})
 	}
 }
