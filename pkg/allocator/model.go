@@ -21,6 +21,9 @@ type Node struct {
 	bitWords   int              // length of a State's replica bitset
 	totalWt    float64          // GPU-equivalents of all healthy advertised devices
 	maxPerUnit int32
+	// migOffer: the mixed-strategy MIG resources a new layout of one of
+	// the node's healthy MIG-enabled GPUs could advertise (see CanOffer).
+	migOffer map[string]bool
 }
 
 type resource struct {
@@ -94,6 +97,17 @@ func Compile(t *topology.Node, cat *topology.Catalog, defaultPolicy topology.All
 	for i := range t.GPUs {
 		g := &t.GPUs[i]
 		n.gpus[i] = gpu{uuid: g.UUID, index: g.Index, healthy: g.Healthy}
+		if !g.MIGEnabled || !g.Healthy || t.MIGStrategy != topology.MIGStrategyMixed {
+			continue
+		}
+		if model, ok := cat.Lookup(g.Product); ok {
+			if n.migOffer == nil {
+				n.migOffer = map[string]bool{}
+			}
+			for _, p := range model.ProfileNames() {
+				n.migOffer[topology.MIGResourceName(p)] = true
+			}
+		}
 	}
 	bits := int32(0)
 	for _, tu := range units {
@@ -164,6 +178,13 @@ func (n *Node) Resources() []string {
 	}
 	return out
 }
+
+// CanOffer reports whether a new MIG layout of one of the node's healthy,
+// MIG-enabled GPUs could advertise resource (nvidia.com/mig-<profile>, the
+// device plugin's mixed strategy): the GPU's model has the profile. MIG
+// mode is never changed automatically, so a GPU without MIG offers none;
+// whether the GPU is free to change is the repartition planner's question.
+func (n *Node) CanOffer(resource string) bool { return n.migOffer[resource] }
 
 // GPUCount is the number of physical GPUs.
 func (n *Node) GPUCount() int { return len(n.gpus) }

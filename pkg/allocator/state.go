@@ -44,6 +44,16 @@ func NewState(n *Node) *State {
 	return s
 }
 
+// Free is the number of free healthy replicas of resource (0 when the node
+// does not advertise it).
+func (s *State) Free(resource string) int {
+	ri, ok := s.node.resIndex[resource]
+	if !ok {
+		return 0
+	}
+	return int(s.free[ri])
+}
+
 // Node returns the compiled node the state belongs to.
 func (s *State) Node() *Node { return s.node }
 

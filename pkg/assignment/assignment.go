@@ -1,8 +1,10 @@
-// Package assignment owns gpuslice's pod annotations. gpuslice writes one,
-// gpuslice.io/assignment: the devices the scheduler reserved for a pod on
-// its node, per container, as the kubelet is predicted to hand them out.
-// A user may set one, gpuslice.io/sharing: how the pod's GPU devices may be
-// shared. No other package reads or writes them.
+// Package assignment owns gpuslice's pod annotations. gpuslice writes two:
+// gpuslice.io/assignment, the devices the scheduler reserved for a pod on
+// its node, per container, as the kubelet is predicted to hand them out;
+// and gpuslice.io/mig-demand on a pending pod that waits for want of a MIG
+// profile (demand.go), which gpuslice-repartitioner reads. A user may set
+// one, gpuslice.io/sharing: how the pod's GPU devices may be shared. No
+// other package reads or writes them.
 package assignment
 
 import (

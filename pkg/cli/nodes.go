@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -142,7 +143,7 @@ reconfigured.`,
 			if coloured {
 				style = ansi
 			}
-			writeNodes(o.Out, view, output == "wide", style)
+			writeNodes(o.Out, view, output == "wide", style, time.Now())
 			return nil
 		},
 	}
@@ -151,7 +152,7 @@ reconfigured.`,
 	return cmd
 }
 
-func writeNodes(w io.Writer, view *gpuview.Cluster, wide bool, style gpuview.Style) {
+func writeNodes(w io.Writer, view *gpuview.Cluster, wide bool, style gpuview.Style, now time.Time) {
 	plain := func(_, text string) string { return text }
 	if style == nil {
 		style = plain
@@ -170,6 +171,13 @@ func writeNodes(w io.Writer, view *gpuview.Cluster, wide bool, style gpuview.Sty
 			fmt.Fprintf(w, " (%s)", n.Message)
 		}
 		fmt.Fprintln(w)
+		if n.Reconfiguring && n.MIGConfig != "" {
+			who := "MIG manager"
+			if strings.HasPrefix(n.MIGConfig, "gpuslice-") {
+				who = "gpuslice-repartitioner through MIG manager"
+			}
+			fmt.Fprintf(w, "  %s: %s, MIG config %s (%s)\n", style("state", "reconfiguring"), who, n.MIGConfig, n.MIGConfigState)
+		}
 		for j := range n.GPUs {
 			g := &n.GPUs[j]
 			mark := "  "
@@ -191,6 +199,9 @@ func writeNodes(w io.Writer, view *gpuview.Cluster, wide bool, style gpuview.Sty
 	}
 	if len(view.PendingGPUPods) > 0 {
 		fmt.Fprintf(w, "pending GPU pods: %s\n", strings.Join(view.PendingGPUPods, ", "))
+	}
+	for i := range view.MIGDemand {
+		fmt.Fprintln(w, view.MIGDemand[i].Line(now))
 	}
 	fmt.Fprintln(w, "(· = GPU with nothing on it)")
 }

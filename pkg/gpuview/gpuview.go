@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 
@@ -64,8 +65,13 @@ type Node struct {
 	Message string `json:"message,omitempty"`
 	// Reconfiguring is set while the MIG manager applies a layout (GPUNode
 	// state or the node's nvidia.com/mig.config.state label).
-	Reconfiguring bool  `json:"reconfiguring"`
-	GPUs          []GPU `json:"gpus"`
+	Reconfiguring bool `json:"reconfiguring"`
+	// MIGConfig and MIGConfigState are the node's nvidia.com/mig.config
+	// and nvidia.com/mig.config.state labels: the named layout MIG manager
+	// applies (gpuslice-repartitioner's start with "gpuslice-") and how far.
+	MIGConfig      string `json:"migConfig,omitempty"`
+	MIGConfigState string `json:"migConfigState,omitempty"`
+	GPUs           []GPU  `json:"gpus"`
 	// Unattributed are GPU pods bound to the node whose devices nobody has
 	// reported or predicted.
 	Unattributed []string `json:"unattributed,omitempty"`
@@ -89,6 +95,19 @@ type Cluster struct {
 	Nodes []Node `json:"nodes"`
 	// PendingGPUPods are GPU pods not bound to a node.
 	PendingGPUPods []string `json:"pendingGPUPods,omitempty"`
+	// MIGDemand is, per MIG profile, the pending pods the scheduler
+	// recorded as waiting for want of it (gpuslice.io/mig-demand).
+	MIGDemand []ProfileDemand `json:"migDemand,omitempty"`
+}
+
+// ProfileDemand is the pending pods waiting for one MIG profile.
+type ProfileDemand struct {
+	Profile string `json:"profile"`
+	// Pods counts the pods, Instances the instances they ask for.
+	Pods      int `json:"pods"`
+	Instances int `json:"instances"`
+	// Oldest is the earliest since of their records.
+	Oldest time.Time `json:"oldest"`
 }
 
 // Options for Build.
@@ -115,6 +134,7 @@ func Build(gns []*gpusliceapi.GPUNode, pods []*v1.Pod, nodes []*v1.Node, o Optio
 		nodeLabels[n.Name] = n.Labels
 	}
 	byNode := map[string][]*v1.Pod{}
+	demand := map[string]ProfileDemand{}
 	c := &Cluster{}
 	for _, p := range pods {
 		if p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
@@ -126,11 +146,20 @@ func Build(gns []*gpusliceapi.GPUNode, pods []*v1.Pod, nodes []*v1.Node, o Optio
 		}
 		if p.Spec.NodeName == "" {
 			c.PendingGPUPods = append(c.PendingGPUPods, key(p.Namespace, p.Name))
+			if d, err := assignment.DemandFromPod(p); err == nil && d != nil {
+				for profile, n := range d.Profiles {
+					demand[profile] = addDemand(demand[profile], profile, n, d.Since)
+				}
+			}
 			continue
 		}
 		byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
 	}
 	sort.Strings(c.PendingGPUPods)
+	for _, d := range demand {
+		c.MIGDemand = append(c.MIGDemand, d)
+	}
+	sort.Slice(c.MIGDemand, func(i, j int) bool { return c.MIGDemand[i].Profile < c.MIGDemand[j].Profile })
 	gns = slices.Clone(gns)
 	sort.Slice(gns, func(i, j int) bool { return gns[i].Name < gns[j].Name })
 	for _, gn := range gns {
@@ -141,12 +170,33 @@ func Build(gns []*gpusliceapi.GPUNode, pods []*v1.Pod, nodes []*v1.Node, o Optio
 
 func key(ns, name string) string { return ns + "/" + name }
 
+func addDemand(d ProfileDemand, profile string, instances int, since time.Time) ProfileDemand {
+	d.Profile = profile
+	d.Pods++
+	d.Instances += instances
+	if d.Oldest.IsZero() || since.Before(d.Oldest) {
+		d.Oldest = since
+	}
+	return d
+}
+
+// Line is the demand as text, its age at now: "MIG demand: 3 pods want
+// 3g.20gb (3 instances, oldest 2m)".
+func (d *ProfileDemand) Line(now time.Time) string {
+	pods := "pods want"
+	if d.Pods == 1 {
+		pods = "pod wants"
+	}
+	return fmt.Sprintf("MIG demand: %d %s %s (%d instances, oldest %s)", d.Pods, pods, d.Profile, d.Instances, now.Sub(d.Oldest).Round(time.Second))
+}
+
 func buildNode(gn *gpusliceapi.GPUNode, pods []*v1.Pod, labels map[string]string, o Options) Node {
 	n := Node{Name: gn.Name, State: string(gn.Spec.State), Message: gn.Spec.Message}
 	n.Reconfiguring = gn.Spec.State == gpusliceapi.StateReconfiguring
-	if st, ok := labels["nvidia.com/mig.config.state"]; ok && st != "success" {
+	if st, ok := labels[topology.MIGConfigStateLabel]; ok && st != "success" {
 		n.Reconfiguring = true
 	}
+	n.MIGConfig, n.MIGConfigState = labels[topology.MIGConfigLabel], labels[topology.MIGConfigStateLabel]
 	topo := gn.Spec.Topology()
 	compiled, err := allocator.Compile(topo, o.Catalog, o.DefaultPolicy)
 	if err != nil {

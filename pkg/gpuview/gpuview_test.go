@@ -1,6 +1,9 @@
 package gpuview
 
 import (
+	"fmt"
+	"time"
+
 	"math"
 	"slices"
 	"strings"
@@ -149,5 +152,34 @@ func TestBuildReportsBadData(t *testing.T) {
 	}
 	if tot := c.Totals(); tot.NotReadyNodes != 1 {
 		t.Errorf("totals %+v", tot)
+	}
+}
+
+func TestBuildMIGDemandAndRepartition(t *testing.T) {
+	gn, _ := gpuNode(t, fixtures.Spec{Name: "a100", Product: "NVIDIA A100-SXM4-40GB", GPUs: 1, MIG: []string{"3g.20gb", "3g.20gb"}}, gpusliceapi.StateReady)
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "a100", Labels: map[string]string{
+		topology.MIGConfigLabel: "gpuslice-a100-1-1", topology.MIGConfigStateLabel: "pending"}}}
+	since := time.Unix(1_800_000_000, 0).UTC()
+	var pods []*v1.Pod
+	for i, s := range []time.Time{since, since.Add(time.Minute), since.Add(2 * time.Minute)} {
+		p := pod(fmt.Sprint("want", i), "", "nvidia.com/mig-7g.40gb", 1)
+		v, err := (&assignment.Demand{Profiles: map[string]int{"7g.40gb": 1}, Since: s}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Annotations = map[string]string{assignment.DemandAnnotation: v}
+		pods = append(pods, p)
+	}
+	pods = append(pods, pod("other", "", "nvidia.com/mig-7g.40gb", 1)) // pending, not recorded
+	c := Build([]*gpusliceapi.GPUNode{gn}, pods, []*v1.Node{node}, Options{})
+	if len(c.MIGDemand) != 1 || c.MIGDemand[0].Pods != 3 || c.MIGDemand[0].Instances != 3 || !c.MIGDemand[0].Oldest.Equal(since) {
+		t.Fatalf("MIG demand %+v", c.MIGDemand)
+	}
+	if got, want := c.MIGDemand[0].Line(since.Add(150*time.Second)), "MIG demand: 3 pods want 7g.40gb (3 instances, oldest 2m30s)"; got != want {
+		t.Fatalf("line %q, want %q", got, want)
+	}
+	n := c.Nodes[0]
+	if !n.Reconfiguring || n.MIGConfig != "gpuslice-a100-1-1" || n.MIGConfigState != "pending" {
+		t.Fatalf("node %+v", n)
 	}
 }

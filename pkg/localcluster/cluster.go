@@ -207,6 +207,9 @@ profiles:
     filter:
       enabled:
       - name: GPUSlice
+    postFilter:
+      enabled:
+      - name: GPUSlice
     bind:
       enabled:
       - name: GPUSlice
@@ -227,6 +230,9 @@ profiles:
 - schedulerName: gpuslice-spread
   plugins:
     multiPoint:
+      enabled:
+      - name: GPUSlice
+    postFilter:
       enabled:
       - name: GPUSlice
   pluginConfig:

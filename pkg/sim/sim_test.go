@@ -191,6 +191,11 @@ func TestShippedProfilesFilterWithGPUSliceFirst(t *testing.T) {
 		if b := plugins.Bind.Enabled; len(b) == 0 || b[0].Name != "GPUSlice" {
 			t.Errorf("%s: bind plugins %v, want GPUSlice first", name, b)
 		}
+		// GPUSlice's PostFilter records MIG demand; behind DefaultPreemption
+		// it would not run when preemption finds no victims.
+		if pf := plugins.PostFilter.Enabled; len(pf) < 2 || pf[0].Name != "GPUSlice" || !slices.ContainsFunc(pf, func(p schedconfig.Plugin) bool { return p.Name == "DefaultPreemption" }) {
+			t.Errorf("%s: postFilter plugins %v, want GPUSlice first, DefaultPreemption after", name, pf)
+		}
 	}
 }
 

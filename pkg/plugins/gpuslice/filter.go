@@ -29,6 +29,9 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 	}
 	view := slot.node.View()
 	if !view.Freshness.Usable {
+		if view.Freshness.Cause == cache.CauseReconfiguring {
+			s.sawReconfiguring.Store(true)
+		}
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, UnusableReason(view.Freshness))
 	}
 	st := p.nodeState(s, node, view.State)
@@ -42,6 +45,10 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 			code := fwk.Unschedulable
 			if v.Unresolvable() {
 				code = fwk.UnschedulableAndUnresolvable
+			}
+			if lack := migLack(st, s.req, v); lack != 0 {
+				slot.recordLack(s, lack)
+				s.lacked.Store(true)
 			}
 			return fwk.NewStatus(code, RejectReason(v))
 		}

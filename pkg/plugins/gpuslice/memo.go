@@ -52,6 +52,11 @@ type nodeSlot struct {
 	// what it judged.
 	judgedBy *cycleState
 	judged   judged
+	// lackBy is the cycle whose Filter last rejected the node for want of
+	// MIG instances only; lack says which (a bit set over the request's
+	// Effective; see migLack).
+	lackBy *cycleState
+	lack   uint64
 }
 
 // memoEntry: req fits on state; score is its score when scored.

@@ -42,6 +42,8 @@ type Metrics struct {
 	cacheSync        *metrics.Gauge
 	nodeRebuild      *metrics.Histogram
 	eventsSuppressed *metrics.Counter
+	migDemand        *metrics.GaugeVec
+	migDemandWrites  *metrics.Counter
 }
 
 const (
@@ -99,6 +101,11 @@ func NewMetrics() *Metrics {
 		nodeRebuild: metrics.NewHistogram(rebuild),
 		eventsSuppressed: metrics.NewCounter(counterOpts("events_suppressed_total",
 			"Events (node excluded, prediction corrected) not emitted because of the rate limit.")),
+		migDemand: metrics.NewGaugeVec(gaugeOpts("mig_demand_pods",
+			"Pending pods whose last scheduling attempt failed for want of a MIG profile (a node of a model with the profile would take them but for too few free instances of it), by profile: the demand gpuslice-repartitioner acts on (annotation gpuslice.io/mig-demand)."),
+			[]string{"profile"}),
+		migDemandWrites: metrics.NewCounter(counterOpts("mig_demand_writes_total",
+			"Writes of the gpuslice.io/mig-demand annotation (set, changed or removed on a pending pod).")),
 	}
 }
 
@@ -107,7 +114,8 @@ func NewMetrics() *Metrics {
 // KubeRegistry's MustRegister.
 func (m *Metrics) Register(register func(...metrics.Registerable)) {
 	register(m.reservations, m.readBacks, m.excludedNodes, m.usableNodes, m.gpuEquivalents, m.stranded, m.expectedStranded,
-		m.emptyNodes, m.emptyGPUs, m.nodeEquivalents, m.nodeSlices, m.cacheSync, m.nodeRebuild, m.eventsSuppressed)
+		m.emptyNodes, m.emptyGPUs, m.nodeEquivalents, m.nodeSlices, m.cacheSync, m.nodeRebuild, m.eventsSuppressed,
+		m.migDemand, m.migDemandWrites)
 }
 
 func (m *Metrics) reservation(outcome string) {
@@ -119,5 +127,22 @@ func (m *Metrics) reservation(outcome string) {
 func (m *Metrics) deleteSlices(node, resource string) {
 	for _, state := range []string{"used", "free", "unhealthy"} {
 		m.nodeSlices.DeleteLabelValues(node, resource, state)
+	}
+}
+
+func (m *Metrics) setDemand(profile string, pods int) {
+	if m == nil {
+		return
+	}
+	if pods <= 0 {
+		m.migDemand.DeleteLabelValues(profile)
+		return
+	}
+	m.migDemand.WithLabelValues(profile).Set(float64(pods))
+}
+
+func (m *Metrics) demandWrite() {
+	if m != nil {
+		m.migDemandWrites.Inc()
 	}
 }

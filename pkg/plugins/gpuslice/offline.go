@@ -13,7 +13,7 @@ import (
 // in-process simulation such as gpuslice-bench. The first profile's args
 // complete it; no informer is started and nothing is read from the API.
 func NewSharedOffline(c *cache.Cache, cat *topology.Catalog) *Shared {
-	return &Shared{catalog: cat, cache: c}
+	return &Shared{catalog: cat, cache: c, demand: newDemandRecorder(nil)}
 }
 
 // ObservePod feeds a pod's current state to the cache, as the pod

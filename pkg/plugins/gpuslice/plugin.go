@@ -2,9 +2,9 @@
 // MIG slices and time-sliced GPUs by predicting the device plugin's pick on
 // each node, reserving exactly it and recording it on the pod.
 //
-// One file per extension point: prefilter.go, filter.go, score.go,
-// reserve.go, prebind.go, bind.go, events.go (EventsToRegister and
-// QueueingHints), sign.go. shared.go holds the state every profile shares
+// One file per extension point: prefilter.go, filter.go, demand.go
+// (PostFilter: MIG demand), score.go, reserve.go, prebind.go, bind.go,
+// events.go (EventsToRegister and QueueingHints), sign.go. shared.go holds the state every profile shares
 // (the node cache, the informers feeding it, the learned workload mix);
 // memo.go what Filter and Score remember of unchanged nodes.
 package gpuslice
@@ -68,6 +68,7 @@ type Plugin struct {
 var (
 	_ fwk.PreFilterPlugin   = (*Plugin)(nil)
 	_ fwk.FilterPlugin      = (*Plugin)(nil)
+	_ fwk.PostFilterPlugin  = (*Plugin)(nil)
 	_ fwk.PreScorePlugin    = (*Plugin)(nil)
 	_ fwk.ScorePlugin       = (*Plugin)(nil)
 	_ fwk.ReservePlugin     = (*Plugin)(nil)

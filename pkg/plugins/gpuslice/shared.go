@@ -60,6 +60,12 @@ type Shared struct {
 	// offline use.
 	metrics *Metrics
 	obs     *observer
+	// demand holds the MIG demand of pending pods (demand.go); demandOut
+	// writes it onto them (nil offline and in unit tests).
+	demand    *demandRecorder
+	demandOut *demandWriter
+	// clock is the demand records' clock (nil: time.Now).
+	clock func() time.Time
 }
 
 // addMemo registers a profile's memo.
@@ -83,7 +89,7 @@ func (s *Shared) forgetNode(name string) {
 // initialises it.
 func NewShared() *Shared {
 	m := NewMetrics()
-	return &Shared{catalog: topology.NewCatalog(), metrics: m, obs: newObserver(m, nil)}
+	return &Shared{catalog: topology.NewCatalog(), metrics: m, obs: newObserver(m, nil), demand: newDemandRecorder(m)}
 }
 
 // Metrics returns the plugin's metrics, for the caller to register
@@ -164,6 +170,10 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 		return fmt.Errorf("Lease handler: %w", err)
 	}
 	s.truth = newTruthWriter(h.ClientSet(), h.SharedInformerFactory().Core().V1().Pods().Lister(), gpuFactory.Gpuslice().V1alpha1().GPUNodes().Lister())
+	if s.demand != nil {
+		s.demandOut = newDemandWriter(h.ClientSet(), h.SharedInformerFactory().Core().V1().Pods().Lister(), s.demand, s.metrics)
+		go s.demandOut.run(ctx)
+	}
 	gpuFactory.Start(ctx.Done())
 	leaseFactory.Start(ctx.Done())
 	go s.truth.run(ctx)
@@ -233,6 +243,9 @@ func (s *Shared) onPod(logger klog.Logger, obj any) {
 		s.badAnnotations.Delete(pod.UID)
 	}
 	s.cache.UpsertPod(u)
+	if pod.Spec.NodeName != "" || u.Terminated {
+		s.demand.forget(pod.UID)
+	}
 	if s.truth != nil {
 		s.truth.podChanged(pod)
 	}
@@ -262,6 +275,7 @@ func (s *Shared) onPodDelete(obj any) {
 	if pod, ok := unwrap(obj).(*v1.Pod); ok {
 		s.cache.RemovePod(pod.UID)
 		s.badAnnotations.Delete(pod.UID)
+		s.demand.forget(pod.UID)
 	}
 }
 

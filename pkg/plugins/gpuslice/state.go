@@ -37,6 +37,12 @@ type cycleState struct {
 	// overlaid is set once overlay has an entry, so that Filter, which asks
 	// for every node, takes no lock in the common cycle without one.
 	overlaid atomic.Bool
+	// sawReconfiguring: Filter turned a node away because its MIG layout
+	// is changing (see PostFilter).
+	sawReconfiguring atomic.Bool
+	// lacked: Filter rejected a node for want of MIG instances only (its
+	// slot says which), so PostFilter has candidates to look for.
+	lacked atomic.Bool
 }
 
 // judged is what Filter recorded of a node: the snapshot it judged and,

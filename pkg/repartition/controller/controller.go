@@ -10,8 +10,9 @@
 // It reads only what the API shows: GPUNodes (topology and the exporter's
 // PodResources read-back: the truth about allocated devices), Nodes
 // (labels, allocatable), and pods (gpuslice's assignment annotation on
-// bound pods the read-back has not reported yet; pending pods the
-// scheduler marked Unschedulable). It writes the one ConfigMap, the MIG
+// bound pods the read-back has not reported yet; gpuslice.io/mig-demand on
+// pending pods: the scheduler's word that they wait for want of a MIG
+// profile). It writes the one ConfigMap, the MIG
 // config label of the nodes it may touch, and events.
 package controller
 
@@ -268,15 +269,15 @@ func (c *Controller) input(logger klog.Logger, snap *snapshot, now time.Time) re
 			}
 			continue
 		}
-		since, unschedulable := unschedulableSince(p)
-		if !unschedulable {
+		d, ok := migDemand(logger, p, req)
+		if !ok {
 			continue
 		}
 		prio := int32(0)
 		if p.Spec.Priority != nil {
 			prio = *p.Spec.Priority
 		}
-		in.Pending = append(in.Pending, repartition.Demand{Pod: p.Namespace + "/" + p.Name, Request: req, Since: since, Priority: prio})
+		in.Pending = append(in.Pending, repartition.Demand{Pod: p.Namespace + "/" + p.Name, Request: req, Since: d.Since, Priority: prio})
 	}
 	in.Mix = c.learner.Snapshot(0.01)
 	names := make([]string, 0, len(snap.nodes))
@@ -309,19 +310,35 @@ func (c *Controller) input(logger klog.Logger, snap *snapshot, now time.Time) re
 	return in
 }
 
-// unschedulableSince reports whether the scheduler marked the pod
-// Unschedulable, and since when.
-func unschedulableSince(p *corev1.Pod) (time.Time, bool) {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			since := c.LastTransitionTime.Time
-			if since.IsZero() {
-				since = p.CreationTimestamp.Time
-			}
-			return since, true
+// migDemand returns the pending pod's MIG demand: the scheduler's
+// gpuslice.io/mig-demand annotation (see assignment.Demand), which says that
+// its last failed scheduling cycle found a node that would take it but for
+// too few free instances of the named profiles. A pending pod without it
+// (refused for CPU, a taint, an affinity, a whole GPU, a stale node) is not
+// demand, whatever its PodScheduled condition says; nor is one the
+// scheduler nominated to a node (preemption is making room for it), nor one
+// whose annotation names a profile the pod does not ask for (stale or
+// foreign). The planner is given the pod's whole request, so that a layout
+// it picks serves all of it, and the annotation's since as the demand's age.
+func migDemand(logger klog.Logger, p *corev1.Pod, req *podrequest.Request) (*assignment.Demand, bool) {
+	if p.Status.NominatedNodeName != "" {
+		return nil, false
+	}
+	d, err := assignment.DemandFromPod(p)
+	if err != nil {
+		logger.V(2).Info("Ignoring a malformed MIG demand annotation", "pod", klog.KObj(p), "err", err)
+		return nil, false
+	}
+	if d == nil {
+		return nil, false
+	}
+	for profile := range d.Profiles {
+		if req.Count(topology.MIGResourceName(profile)) == 0 {
+			logger.V(2).Info("Ignoring a MIG demand annotation naming a profile the pod does not ask for", "pod", klog.KObj(p), "profile", profile)
+			return nil, false
 		}
 	}
-	return time.Time{}, false
+	return d, true
 }
 
 // busyGPUs are the indexes of the GPUs holding any of the devices.

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/gpuslice/gpuslice/pkg/assignment"
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
@@ -34,18 +35,28 @@ const (
 	scheduler    = "gpuslice"
 )
 
-func pendingPod(t *testing.T, ctx context.Context, kube kubernetes.Interface, name, profile string) {
+// pendingPod creates a pod the scheduler marked Unschedulable age ago and,
+// when migDemand, recorded as waiting for want of its MIG profile (the
+// annotation gpuslice-scheduler writes).
+func pendingPod(t *testing.T, ctx context.Context, kube kubernetes.Interface, name, profile string, migDemand bool, age time.Duration) {
 	t.Helper()
 	q := corev1.ResourceList{corev1.ResourceName(topology.MIGResourceName(profile)): resource.MustParse("1")}
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
 		Spec: corev1.PodSpec{SchedulerName: scheduler, Containers: []corev1.Container{{Name: "c", Image: "x", Resources: corev1.ResourceRequirements{Limits: q}}}}}
+	if migDemand {
+		v, err := (&assignment.Demand{Profiles: map[string]int{profile: 1}, Since: time.Now().Add(-age)}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Annotations = map[string]string{assignment.DemandAnnotation: v}
+	}
 	p, err := kube.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// What the scheduler writes when Filter rejects every node.
 	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
-		Message: "0/2 nodes are available", LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Minute))}}
+		Message: "0/2 nodes are available", LastTransitionTime: metav1.NewTime(time.Now().Add(-age))}}
 	if _, err := kube.CoreV1().Pods("default").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +122,13 @@ func TestControllerAppliesThroughMIGManager(t *testing.T) {
 		t.Fatalf("exporters not ready: %v", err)
 	}
 	for i := range 4 {
-		pendingPod(t, ctx, kube, "train-"+string(rune('0'+i)), "3g.40gb")
+		pendingPod(t, ctx, kube, "train-"+string(rune('0'+i)), "3g.40gb", true, time.Minute)
+	}
+	// Older Unschedulable pods the scheduler did not record as MIG demand
+	// (refused for their CPU, a taint...): not demand (the unit test of
+	// migDemand checks the choice; here they must change nothing).
+	for i := range 2 {
+		pendingPod(t, ctx, kube, "cpu-bound-"+string(rune('0'+i)), "2g.20gb", false, 2*time.Minute)
 	}
 
 	rec := record.NewFakeRecorder(100)
