@@ -174,6 +174,14 @@ func newerVersion(v, old string) bool {
 	return n > o
 }
 
+// Behind reports whether the cache holds no topology of the node, or one
+// older than resource version v (the version the node's exporter says it
+// published last).
+func (c *Cache) Behind(name, v string) bool {
+	cur := c.TopologyVersion(name)
+	return cur == "" || (cur != v && newerVersion(v, cur))
+}
+
 // RemoveHeartbeat forgets the node's Lease.
 func (c *Cache) RemoveHeartbeat(name string) {
 	c.mu.RLock()

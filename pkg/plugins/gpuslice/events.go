@@ -101,6 +101,12 @@ func (p *Plugin) hintLease(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Qu
 	// As for GPUNodes: the cache sees the renewal before the pod is retried
 	// (it keeps the newest renewal it has seen).
 	p.shared.cache.SetHeartbeat(newL.Name, RenewTime(newL))
+	// The Lease names a GPUNode version the cache has not seen: the GPUNode
+	// watch lags (catchUp). Read it now, and retry the pod against it: the
+	// GPUNode's own event, which would have woken the pod, may come late.
+	if p.shared.catchUp(newL) {
+		return fwk.Queue, nil
+	}
 	oldL, err := asLease(oldObj)
 	if err != nil {
 		return fwk.Queue, err

@@ -44,6 +44,7 @@ type Metrics struct {
 	eventsSuppressed *metrics.Counter
 	migDemand        *metrics.GaugeVec
 	migDemandWrites  *metrics.Counter
+	catchUps         *metrics.CounterVec
 }
 
 const (
@@ -106,6 +107,9 @@ func NewMetrics() *Metrics {
 			[]string{"profile"}),
 		migDemandWrites: metrics.NewCounter(counterOpts("mig_demand_writes_total",
 			"Writes of the gpuslice.io/mig-demand annotation (set, changed or removed on a pending pod).")),
+		catchUps: metrics.NewCounterVec(counterOpts("gpunode_catch_ups_total",
+			"Direct reads of a GPUNode because its exporter's Lease named a newer version than the GPUNode watch had delivered (the watch lags, e.g. retrying after an API server restart), by result: caught_up (the cache took a newer version), not_newer (the watch had delivered it meanwhile), failed (the read failed)."),
+			[]string{"result"}),
 	}
 }
 
@@ -115,7 +119,7 @@ func NewMetrics() *Metrics {
 func (m *Metrics) Register(register func(...metrics.Registerable)) {
 	register(m.reservations, m.readBacks, m.excludedNodes, m.usableNodes, m.gpuEquivalents, m.stranded, m.expectedStranded,
 		m.emptyNodes, m.emptyGPUs, m.nodeEquivalents, m.nodeSlices, m.cacheSync, m.nodeRebuild, m.eventsSuppressed,
-		m.migDemand, m.migDemandWrites)
+		m.migDemand, m.migDemandWrites, m.catchUps)
 }
 
 func (m *Metrics) reservation(outcome string) {
@@ -144,5 +148,11 @@ func (m *Metrics) setDemand(profile string, pods int) {
 func (m *Metrics) demandWrite() {
 	if m != nil {
 		m.migDemandWrites.Inc()
+	}
+}
+
+func (m *Metrics) catchUp(result string) {
+	if m != nil {
+		m.catchUps.WithLabelValues(result).Inc()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -41,7 +42,11 @@ type Shared struct {
 	mix     *allocator.MixLearner
 	args    *config.GPUSliceArgs
 	client  kubernetes.Interface
-	synced  []toolscache.InformerSynced
+	// gpuClient reads GPUNodes directly when the watch lags (catchUp);
+	// catchUps makes concurrent reads of one node one.
+	gpuClient versioned.Interface
+	catchUps  singleflight.Group
+	synced    []toolscache.InformerSynced
 	// memos are the profiles' memos, told when a node's GPUNode goes away.
 	memos []*memo
 	// truth rewrites predicted assignments with the kubelet's devices (nil
@@ -151,6 +156,7 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 	if err != nil {
 		return fmt.Errorf("gpuslice client: %w", err)
 	}
+	s.gpuClient = gpuClient
 	gpuFactory := gpusliceinformers.NewSharedInformerFactory(gpuClient, 0)
 	gpuReg, err := gpuFactory.Gpuslice().V1alpha1().GPUNodes().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onGPUNode(obj) },
@@ -342,6 +348,9 @@ func (s *Shared) onLease(obj any) {
 	}
 	s.cache.SetHeartbeat(l.Name, RenewTime(l))
 	s.taintChanged(l.Name)
+	if v := l.Annotations[gpusliceapi.LeaseGPUNodeVersionAnnotation]; v != "" && s.gpuClient != nil && s.cache.Behind(l.Name, v) {
+		go s.catchUp(l)
+	}
 }
 
 func (s *Shared) onLeaseDelete(obj any) {

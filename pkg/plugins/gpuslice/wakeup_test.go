@@ -8,11 +8,13 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
 	"github.com/gpuslice/gpuslice/pkg/cache"
+	gpufake "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned/fake"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
@@ -117,6 +119,59 @@ func TestWokenPodSeesTheEventThatWokeIt(t *testing.T) {
 		queued(t, hint, err)
 		if st := filter(pl); !st.IsSuccess() {
 			t.Fatalf("retried after the hint: %v", st)
+		}
+	})
+
+	t.Run("GPUNode watch lags the Lease", func(t *testing.T) {
+		// After an API server restart the GPUNode watch may sit in
+		// client-go's retry backoff for up to a minute while Leases flow:
+		// the cache holds version 11, whose kubelet read-back still lists
+		// a pod that has left holding both 1g.5gb slices; version 12 (the
+		// slices free) is in the API. The exporter's Lease names 12.
+		pl, c := setup(t)
+		units, err := fixtures.MustBuild(topology.NewCatalog(), a100).Units()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ones []string
+		for _, u := range units {
+			if u.Resource == "nvidia.com/mig-1g.5gb" {
+				ones = append(ones, u.DeviceID)
+			}
+		}
+		held := published(gpusliceapi.StateReady, "11")
+		held.Spec.Allocations = []gpusliceapi.PodAllocation{{PodUID: "gone-uid", Namespace: "default", Name: "gone", Containers: []gpusliceapi.ContainerAllocation{{Name: "main",
+			Devices: []gpusliceapi.ResourceDevices{{Resource: "nvidia.com/mig-1g.5gb", DeviceIDs: ones}}}}}}
+		c.SetTopology(a100.Name, TopologyOf(held))
+		if st := filter(pl); st.IsSuccess() || !strings.Contains(st.Message(), "no free nvidia.com/mig-1g.5gb") {
+			t.Fatalf("before the event: %v", st)
+		}
+		pl.shared.gpuClient = gpufake.NewSimpleClientset(published(gpusliceapi.StateReady, "12"))
+		lease := func(renew time.Time, version string) *coordinationv1.Lease {
+			rt := metav1.NewMicroTime(renew)
+			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: a100.Name, Namespace: "gpuslice-system",
+				Annotations: map[string]string{gpusliceapi.LeaseGPUNodeVersionAnnotation: version}}, Spec: coordinationv1.LeaseSpec{RenewTime: &rt}}
+		}
+		// A renewal naming the version the cache holds wakes nobody.
+		if hint, err := pl.hintLease(logger, pending, lease(now.Add(-time.Second), "11"), lease(now, "11")); err != nil || hint != fwk.QueueSkip {
+			t.Fatalf("renewal naming the cached version: hint %v, %v; want QueueSkip", hint, err)
+		}
+		hint, err := pl.hintLease(logger, pending, lease(now.Add(-time.Second), "11"), lease(now, "12"))
+		queued(t, hint, err)
+		if v := c.TopologyVersion(a100.Name); v != "12" {
+			t.Fatalf("cache holds GPUNode version %q after the hint, want 12", v)
+		}
+		if st := filter(pl); !st.IsSuccess() {
+			t.Fatalf("retried after the hint: %v", st)
+		}
+		// The plugin's own Lease informer heals the cache too, in the
+		// background, with no pod waiting.
+		pl.shared.gpuClient = gpufake.NewSimpleClientset(published(gpusliceapi.StateDegraded, "13"))
+		pl.shared.onLease(lease(now, "13"))
+		if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+			return c.TopologyVersion(a100.Name) == "13", nil
+		}); err != nil {
+			t.Fatalf("cache holds GPUNode version %q after the Lease named 13", c.TopologyVersion(a100.Name))
 		}
 	})
 }
