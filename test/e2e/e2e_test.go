@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -166,12 +165,10 @@ func (e *env) check(phase string) {
 	problems, pods := e.invariants()
 	if len(problems) > 0 {
 		msg := fmt.Sprintf("phase %s: %d invariant violations:\n%s", phase, len(problems), strings.Join(problems, "\n"))
-		if onlyPendingThatFit(problems) {
-			for _, p := range problems {
-				f := strings.Fields(p) // pending pod NAME (REQ) fits on NODE
-				msg += "\n" + e.diagnose(f[2], f[len(f)-1])
+		for _, p := range problems {
+			if f := strings.Fields(p); strings.HasPrefix(p, "pending pod ") && strings.Contains(p, " fits on ") {
+				msg += "\n" + e.diagnose(f[2], f[len(f)-1]) // pending pod NAME (REQ) fits on NODE
 			}
-			knownBug(e.t, msg)
 		}
 		e.t.Fatal(msg)
 	}
@@ -340,31 +337,6 @@ func (e *env) diagnose(pod, node string) string {
 		}
 	}
 	return b.String()
-}
-
-// knownBug reports the open bug of issue 18: after an exporter or
-// kube-apiserver restart the scheduler can leave pending a pod that fits (a
-// wake-up still lost; seen in about 1 run in 3 of TestEndToEnd and
-// TestAPIServerRestart, not diagnosed yet). It skips the test, loudly, so
-// that CI keeps every other invariant; GPUSLICE_E2E_STRICT=1 fails it.
-// Double-booking and lost devices are never reported here.
-func knownBug(t testing.TB, msg string) {
-	t.Helper()
-	if os.Getenv("GPUSLICE_E2E_STRICT") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skipf("KNOWN BUG (issue 18, open: a pod that fits stays pending after a restart): %s", msg)
-}
-
-// onlyPendingThatFit reports whether every violation is a pending pod that
-// fits somewhere (the known bug), none a device held twice or lost.
-func onlyPendingThatFit(problems []string) bool {
-	for _, p := range problems {
-		if !strings.HasPrefix(p, "pending pod ") || !strings.Contains(p, " fits on ") {
-			return false
-		}
-	}
-	return true
 }
 
 // newEnv starts a control plane with the CRDs, the Lease and test

@@ -3,19 +3,23 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
 )
 
 // TestAPIServerRestartScheduleAndExportersRecover kills kube-apiserver
-// (twice) and etcd (once) mid-run, with pods arriving before and after. The
+// (twice, the second time after compacting etcd, so that every watch must
+// relist: "too old resource version") and etcd (once) mid-run, with pods arriving before and after. The
 // scheduler and the exporters must reconnect and relist on their own: a pod
 // created after the restart is bound, every exporter renews its Lease
 // again, and once the pods settle the end-to-end invariants hold (the
@@ -41,9 +45,23 @@ func TestAPIServerRestartScheduleAndExportersRecover(t *testing.T) {
 		down, probeBound, heartbeat time.Duration
 	}
 	var rows []row
-	for i, what := range []string{"kube-apiserver", "kube-apiserver", "etcd"} {
+	// A resource version from before the restarts: once etcd is compacted
+	// and the API server restarted, a watch resumed from it is refused.
+	before, err := e.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, what := range []string{"kube-apiserver", "kube-apiserver (etcd compacted)", "etcd"} {
 		e.churn(20, 6)
 		time.Sleep(300 * time.Millisecond) // the scheduler is placing them
+		compacted := strings.Contains(what, "compacted")
+		if compacted {
+			rev, err := cp.CompactEtcd(ctx)
+			if err != nil {
+				t.Fatalf("compacting etcd: %v", err)
+			}
+			t.Logf("etcd compacted at revision %d", rev)
+		}
 		t0 := time.Now()
 		rctx, rcancel := context.WithTimeout(ctx, time.Minute)
 		var err error
@@ -57,6 +75,21 @@ func TestAPIServerRestartScheduleAndExportersRecover(t *testing.T) {
 			t.Fatalf("restarting %s: %v", what, err)
 		}
 		r := row{what: what, down: time.Since(t0)}
+		if compacted {
+			// Every watch of the scheduler and the exporters resumed from a
+			// version the new API server no longer serves: they had to
+			// relist ("too old resource version").
+			w, err := e.kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: before.ResourceVersion})
+			if err == nil {
+				ev, ok := <-w.ResultChan()
+				w.Stop()
+				if st, isStatus := ev.Object.(*metav1.Status); !ok || ev.Type != watch.Error || !isStatus || st.Code != http.StatusGone {
+					t.Fatalf("a watch from resource version %s after the compaction got %v %v; want 410 Gone", before.ResourceVersion, ev.Type, ev.Object)
+				}
+			} else if !apierrors.IsGone(err) && !apierrors.IsResourceExpired(err) {
+				t.Fatalf("a watch from resource version %s after the compaction: %v; want 410 Gone", before.ResourceVersion, err)
+			}
+		}
 		// A pod created now must be bound: the scheduler's watches
 		// reconnected (and relisted if their resource version expired).
 		probe := gpuPod(fmt.Sprintf("probe-%d", i), nil)

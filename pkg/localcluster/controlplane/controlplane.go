@@ -20,9 +20,13 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -252,6 +256,57 @@ func (cp *ControlPlane) RestartEtcd(ctx context.Context) error {
 		return err
 	}
 	return waitHTTP(ctx, cp.apiserver, httpClient, cp.host+"/readyz", cp.adminToken)
+}
+
+// CompactEtcd compacts etcd's history up to its current revision, as the
+// API server's periodic compaction does (every 5 minutes by default), and
+// returns that revision. A watch resumed from an older resource version then
+// fails with "too old resource version" (410 Gone) once the API server's
+// watch cache no longer holds it (after a restart, at once), and the
+// watcher must list again. It uses etcd's JSON gateway (no client library).
+func (cp *ControlPlane) CompactEtcd(ctx context.Context) (int64, error) {
+	post := func(path string, body any, out any) error {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cp.etcdURL+path, bytes.NewReader(data))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("etcd %s: %s: %s", path, resp.Status, got)
+		}
+		return json.Unmarshal(got, out)
+	}
+	var rng struct {
+		Header struct {
+			Revision string `json:"revision"`
+		} `json:"header"`
+	}
+	// Any key: the response's header carries the store's revision.
+	if err := post("/v3/kv/range", map[string]any{"key": base64.StdEncoding.EncodeToString([]byte("/"))}, &rng); err != nil {
+		return 0, err
+	}
+	rev, err := strconv.ParseInt(rng.Header.Revision, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("etcd revision %q: %w", rng.Header.Revision, err)
+	}
+	var ignored map[string]any
+	if err := post("/v3/kv/compaction", map[string]any{"revision": strconv.FormatInt(rev, 10), "physical": true}, &ignored); err != nil {
+		return 0, err
+	}
+	return rev, nil
 }
 
 // Logs returns the last n lines of the etcd and the kube-apiserver log.
