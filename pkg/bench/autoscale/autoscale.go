@@ -144,6 +144,12 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, r := range order {
 		fmt.Fprintf(stdout, "%-34s %10.1f %10.0f %6d %9d %8.1fs %8.1fs %5d\n", r.Policy, r.NodeHours, r.Dollars, r.PeakNodes, r.Evictions, r.PendingP50, r.PendingP99, r.Pods)
 	}
+	if b, err := LowerBound(set, events, *day, *tail); err != nil {
+		fmt.Fprintf(stdout, "[autoscale] lower bound: %v\n", err)
+	} else {
+		fmt.Fprintf(stdout, "%-34s %10.1f %10.0f   (fluid bound: free repacking, instant nodes; no policy does better)\n", "lower bound", b.NodeHours, b.Dollars)
+		fmt.Fprintf(stdout, "node_hours_lower_bound=%.1f\n", b.NodeHours)
+	}
 	if *plotPath != "" {
 		c := plot.Chart{Title: fmt.Sprintf("GPU nodes over a compressed day (seed %d)", *seed), XLabel: "hour of the day", YLabel: "GPU nodes"}
 		for _, r := range order {
