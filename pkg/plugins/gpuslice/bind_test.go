@@ -35,14 +35,7 @@ func bindFramework(t *testing.T, gpusliceFirst bool, pods ...runtime.Object) (fr
 		bindings = append(bindings, a.(clienttesting.CreateAction).GetObject().(*v1.Binding))
 		return true, nil, nil
 	})
-	var pl *Plugin
-	factory := func(ctx context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-		p, err := shared.New(ctx, args, h)
-		if err == nil {
-			pl = p.(*Plugin)
-		}
-		return p, err
-	}
+	factory, built := pluginFactory(shared, args)
 	gpuslice := tf.RegisterPluginAsExtensions(Name, factory, "PreFilter", "Filter", "PreScore", "Score", "Reserve", "PreBind", "Bind")
 	binder := tf.RegisterBindPlugin(defaultbinder.Name, defaultbinder.New)
 	registrations := []tf.RegisterPluginFunc{tf.RegisterQueueSortPlugin(queuesort.Name, queuesort.New), binder, gpuslice}
@@ -57,7 +50,7 @@ func bindFramework(t *testing.T, gpusliceFirst bool, pods ...runtime.Object) (fr
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fw, pl, &bindings, client
+	return fw, *built, &bindings, client
 }
 
 // reserve runs PreFilter, Filter and Reserve for pod on node a100.

@@ -60,14 +60,7 @@ func newDemandEnv(t testing.TB, c *cache.Cache, nodes ...*v1.Node) *demandEnv {
 	shared.clock = func() time.Time { return now }
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var pl *Plugin
-	factory := func(ctx context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-		p, err := shared.New(ctx, args, h)
-		if err == nil {
-			pl = p.(*Plugin)
-		}
-		return p, err
-	}
+	factory, built := pluginFactory(shared, args)
 	fit := func(ctx context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
 		return noderesources.NewFit(ctx, &schedconfig.NodeResourcesFitArgs{ScoringStrategy: &schedconfig.ScoringStrategy{
 			Type: schedconfig.LeastAllocated, Resources: []schedconfig.ResourceSpec{{Name: "cpu", Weight: 1}}}}, h, plfeature.Features{})
@@ -89,7 +82,7 @@ func newDemandEnv(t testing.TB, c *cache.Cache, nodes ...*v1.Node) *demandEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &demandEnv{fw: fw, pl: pl, shared: shared, nodes: map[string]*v1.Node{}}
+	env := &demandEnv{fw: fw, pl: *built, shared: shared, nodes: map[string]*v1.Node{}}
 	for _, n := range nodes {
 		env.nodes[n.Name] = n
 	}

@@ -59,6 +59,19 @@ func newCache(t testing.TB, specs ...fixtures.Spec) *cache.Cache {
 	return c
 }
 
+// pluginFactory returns a framework factory of shared's plugin with args,
+// and where it leaves the plugin it builds.
+func pluginFactory(shared *Shared, args *config.GPUSliceArgs) (frameworkruntime.PluginFactory, **Plugin) {
+	built := new(*Plugin)
+	return func(ctx context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+		p, err := shared.New(ctx, args, h)
+		if err == nil {
+			*built = p.(*Plugin)
+		}
+		return p, err
+	}, built
+}
+
 // newPlugin builds the plugin inside a real framework instance.
 func newPlugin(t testing.TB, shared *Shared, args *config.GPUSliceArgs, client kubernetes.Interface) *Plugin {
 	t.Helper()
@@ -67,14 +80,7 @@ func newPlugin(t testing.TB, shared *Shared, args *config.GPUSliceArgs, client k
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	var pl *Plugin
-	factory := func(ctx context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
-		p, err := shared.New(ctx, args, h)
-		if err == nil {
-			pl = p.(*Plugin)
-		}
-		return p, err
-	}
+	factory, built := pluginFactory(shared, args)
 	_, err := tf.NewFramework(ctx, []tf.RegisterPluginFunc{
 		tf.RegisterQueueSortPlugin(queuesort.Name, queuesort.New),
 		tf.RegisterBindPlugin(defaultbinder.Name, defaultbinder.New),
@@ -85,7 +91,7 @@ func newPlugin(t testing.TB, shared *Shared, args *config.GPUSliceArgs, client k
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pl
+	return *built
 }
 
 func gpuPod(name string, resources map[string]int64) *v1.Pod {
