@@ -199,7 +199,14 @@ func DynamicMain(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := writeDynTable(stdout, rs, best); err != nil {
 			return err
 		}
+		if best.Placed > 0 {
+			// No layout policy places more than every pod that arrived.
+			fmt.Fprintf(stdout, "ceiling: placing all %d arrived pods would be %+.1f%% against the best static layout\n", best.Pods, 100*(float64(best.Pods)/float64(best.Placed)-1))
+		}
 		if li == len(loads)-1 {
+			if best.Placed > 0 {
+				fmt.Fprintf(stdout, "placed_ratio_ceiling=%.3f\n", float64(best.Pods)/float64(best.Placed))
+			}
 			for _, r := range rs {
 				if r.Layout == LayoutDynamic && best.Placed > 0 {
 					ratio = float64(r.Placed) / float64(best.Placed)
