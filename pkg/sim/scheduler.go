@@ -16,7 +16,6 @@ import (
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	schedconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
-	internalcache "k8s.io/kubernetes/pkg/scheduler/backend/cache"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 	frameworkplugins "k8s.io/kubernetes/pkg/scheduler/framework/plugins"
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/dynamicresources"
@@ -69,7 +68,17 @@ type Scheduler struct {
 	// bound are the admitted pods, for Remove and reconfigurations.
 	bound map[types.UID]*boundPod
 	topos map[string]*topology.Node
+	// lister is what the framework's plugins read the snapshot through;
+	// AddNode and RemoveNode swap the snapshot behind it.
+	lister *liveLister
+	// start is the simulated time of every exporter heartbeat.
+	start  time.Time
+	policy topology.AllocationPolicy
 }
+
+// liveLister is the framework's snapshot lister, whose snapshot changes
+// when nodes come and go (plugins look the lister up on every call).
+type liveLister struct{ fwk.SharedLister }
 
 // Stats count what happened over a Scheduler's life.
 type Stats struct {
@@ -101,6 +110,7 @@ func New(ctx context.Context, opts Options) (*Scheduler, error) {
 		index: make(map[string]int, len(opts.Nodes)), shared: shared, gpuCache: gpuCache, cat: cat,
 		devices: make([]*allocator.State, len(opts.Nodes)), percent: opts.Profile.PercentageOfNodesToScore,
 		rng: opts.Rand, logger: logger, bound: map[types.UID]*boundPod{}, topos: map[string]*topology.Node{},
+		start: start, policy: opts.DefaultPolicy,
 	}
 	var v1nodes []*v1.Node
 	for i, n := range opts.Nodes {
@@ -128,13 +138,9 @@ func New(ctx context.Context, opts Options) (*Scheduler, error) {
 		gpuCache.SetTopology(name, &cache.Topology{Node: n.Topology, State: "Ready"})
 		gpuCache.SetHeartbeat(name, start)
 	}
-	snapshot := internalcache.NewSnapshot(nil, v1nodes)
-	for _, n := range v1nodes {
-		ni, err := snapshot.NodeInfos().Get(n.Name)
-		if err != nil {
-			return nil, err
-		}
-		s.nodes = append(s.nodes, ni)
+	s.lister = &liveLister{}
+	if err := s.resnapshot(v1nodes); err != nil {
+		return nil, err
 	}
 
 	registry := frameworkplugins.NewInTreeRegistry()
@@ -156,7 +162,7 @@ func New(ctx context.Context, opts Options) (*Scheduler, error) {
 	fw, err := frameworkruntime.NewFramework(ctx, registry, opts.Profile,
 		frameworkruntime.WithClientSet(client),
 		frameworkruntime.WithInformerFactory(factory),
-		frameworkruntime.WithSnapshotSharedLister(snapshot),
+		frameworkruntime.WithSnapshotSharedLister(s.lister),
 		frameworkruntime.WithSharedDRAManager(dynamicresources.NewDRAManager(ctx, claims, slices, factory)),
 		frameworkruntime.WithSharedCSIManager(nodevolumelimits.NewCSIManager(factory.Storage().V1().CSINodes().Lister())),
 		frameworkruntime.WithLogger(logger),

@@ -33,3 +33,11 @@ func (s *Shared) PodsOn(node string) []cache.PodInfo { return s.cache.PodsOn(nod
 // TopologyVersion is the resource version of the GPUNode the cache holds
 // for the node (for diagnostics).
 func (s *Shared) TopologyVersion(node string) string { return s.cache.TopologyVersion(node) }
+
+// ForgetNode drops a deleted node: its topology, heartbeat and every
+// profile's memo of it, as the GPUNode and Lease deletions do.
+func (s *Shared) ForgetNode(name string) {
+	s.cache.RemoveTopology(name)
+	s.cache.RemoveHeartbeat(name)
+	s.forgetNode(name)
+}
