@@ -4,6 +4,7 @@
 //	gpuslice-bench mig        place a MIG request mix on A100/H100 nodes with NVIDIA's layouts
 //	gpuslice-bench throughput scheduling throughput against a real kube-apiserver, gpuslice vs stock
 //	gpuslice-bench autoscale  a workload that comes and goes on a cluster the real Karpenter scales: node-hours and dollars
+//	gpuslice-bench autoscale-trace  the openb trace with departures on a cluster a model of Karpenter scales: node-hours per policy
 //
 // Each subcommand takes -h for its flags. The packing benchmarks run the real
 // GPUSlice plugin inside the scheduler framework, in-process.
@@ -18,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/gpuslice/gpuslice/pkg/bench/autoscale"
+	"github.com/gpuslice/gpuslice/pkg/bench/autoscaletrace"
 	"github.com/gpuslice/gpuslice/pkg/bench/mig"
 	"github.com/gpuslice/gpuslice/pkg/bench/openb"
 	"github.com/gpuslice/gpuslice/pkg/bench/throughput"
@@ -27,13 +29,14 @@ type command func(ctx context.Context, args []string, stdout io.Writer) error
 
 func main() {
 	commands := map[string]command{
-		"openb":      openb.Main,
-		"mig":        mig.Main,
-		"throughput": throughput.Main,
-		"autoscale":  autoscale.Main,
+		"openb":           openb.Main,
+		"mig":             mig.Main,
+		"throughput":      throughput.Main,
+		"autoscale":       autoscale.Main,
+		"autoscale-trace": autoscaletrace.Main,
 	}
 	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: gpuslice-bench openb|mig|throughput|autoscale [flags] (-h for flags)")
+		fmt.Fprintln(os.Stderr, "usage: gpuslice-bench openb|mig|throughput|autoscale|autoscale-trace [flags] (-h for flags)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -174,6 +174,9 @@ type fgdShape struct {
 // fgdNode caches a node's fragmentation for the state it was computed on.
 type fgdNode struct {
 	valid bool
+	// of is the node the entry was computed for: in a cluster whose nodes
+	// come and go (autoscaled replays) a position may hold another node.
+	of    *NodeState
 	cpu   int64
 	total int64
 	frag  float64
@@ -288,7 +291,7 @@ func (f *fgdPolicy) accRow(model string) []bool {
 
 // fresh reports whether the cache holds the node's current state.
 func (c *fgdNode) fresh(n *NodeState) bool {
-	if !c.valid || c.cpu != n.CPULeft || len(c.gpus) != len(n.GPULeft) {
+	if !c.valid || c.of != n || c.cpu != n.CPULeft || len(c.gpus) != len(n.GPULeft) {
 		return false
 	}
 	for g, left := range n.GPULeft {
@@ -326,7 +329,7 @@ func (f *fgdPolicy) refresh(c *fgdNode, n *NodeState) {
 	}
 	c.acc = f.accRow(n.Model)
 	c.frag = f.fragOf(c.acc, c.cpu, c.total, c.below, c.cnt)
-	c.valid = true
+	c.valid, c.of = true, n
 }
 
 // fragOf is NodeGpuShareFragAmountScore for a node with cpu CPU left, total

@@ -45,16 +45,13 @@ func newFrameworkPolicy(ctx context.Context, name string, profile *schedconfig.K
 	for i := range nodes {
 		n := &nodes[i]
 		p.nodes[n.Name] = i
-		simNodes[i].Node = kubeNode(n)
+		simNodes[i].Node = KubeNode(n)
 		if n.GPUs == 0 {
 			continue
 		}
-		topo, err := fixtures.Build(cat, fixtures.Spec{
-			Name: n.Name, Product: "openb " + n.Model, MemoryMiB: 1, GPUs: n.GPUs,
-			Replicas: MilliPerGPU, OneGPUPerRequest: true, Policy: topology.PolicyPacked,
-		})
+		topo, err := NodeTopology(cat, n)
 		if err != nil {
-			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+			return nil, err
 		}
 		simNodes[i].Topology = topo
 		p.gpuIndex[i] = map[string]int{}
@@ -73,7 +70,7 @@ func newFrameworkPolicy(ctx context.Context, name string, profile *schedconfig.K
 func (p *frameworkPolicy) Name() string { return p.name }
 
 func (p *frameworkPolicy) Schedule(ctx context.Context, _ *Cluster, pod *Pod) (int, []int, bool, error) {
-	kp := kubePod(pod)
+	kp := KubePod(pod)
 	d, err := p.sched.Schedule(ctx, kp)
 	if err != nil || d.Node == "" {
 		return -1, nil, false, err
@@ -111,7 +108,23 @@ func (p *frameworkPolicy) Rejected(*Pod, int, error) {}
 // Stats reports the simulated scheduler's counts.
 func (p *frameworkPolicy) Stats() sim.Stats { return p.sched.Stats() }
 
-func kubeNode(n *Node) *v1.Node {
+// NodeTopology is the topology of a trace node with GPUs as gpuslice sees
+// it: each GPU time-sliced into MilliPerGPU replicas, one GPU per request,
+// device plugin policy packed.
+func NodeTopology(cat *topology.Catalog, n *Node) (*topology.Node, error) {
+	topo, err := fixtures.Build(cat, fixtures.Spec{
+		Name: n.Name, Product: "openb " + n.Model, MemoryMiB: 1, GPUs: n.GPUs,
+		Replicas: MilliPerGPU, OneGPUPerRequest: true, Policy: topology.PolicyPacked,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	return topo, nil
+}
+
+// KubeNode is the Node object of a trace node: its CPU, memory, 1000 pod
+// slots, nvidia.com/gpu as share units and its GPU model as a label.
+func KubeNode(n *Node) *v1.Node {
 	alloc := v1.ResourceList{
 		v1.ResourceCPU:    *resource.NewMilliQuantity(n.CPUMilli, resource.DecimalSI),
 		v1.ResourceMemory: *resource.NewQuantity(n.MemMiB<<20, resource.BinarySI),
@@ -131,10 +144,10 @@ func kubeNode(n *Node) *v1.Node {
 	}
 }
 
-// kubePod is the pod a user would submit for a trace task: CPU and memory
+// KubePod is the pod a user would submit for a trace task: CPU and memory
 // requests, nvidia.com/gpu as share units (1000 per GPU), and node affinity
 // to the allowed GPU models.
-func kubePod(p *Pod) *v1.Pod {
+func KubePod(p *Pod) *v1.Pod {
 	req := v1.ResourceList{
 		v1.ResourceCPU:    *resource.NewMilliQuantity(p.CPUMilli, resource.DecimalSI),
 		v1.ResourceMemory: *resource.NewQuantity(p.MemMiB<<20, resource.BinarySI),

@@ -169,3 +169,52 @@ func readCSV(path string, required, optional []string) ([]row, error) {
 	}
 	return rows, nil
 }
+
+// TimedPod is a pod of a pod list with the trace's times, in seconds from
+// the start of the trace.
+type TimedPod struct {
+	Pod
+	Created, Deleted int64
+	// Scheduled is when production started it; -1 when it never was.
+	Scheduled int64
+}
+
+// ReadTimedPods reads a pod list with its creation_time and deletion_time
+// (and scheduled_time, which may be empty: a pod never started), for
+// replays with departures. A pod deleted before it was created, or started
+// outside its life, is an error.
+func ReadTimedPods(path string) ([]TimedPod, error) {
+	pods, err := ReadPods(path)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := readCSV(path, []string{"name", "creation_time", "deletion_time"}, []string{"scheduled_time"})
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) != len(pods) {
+		return nil, fmt.Errorf("%s: %d rows but %d pods", path, len(rows), len(pods))
+	}
+	out := make([]TimedPod, len(pods))
+	for i, r := range rows {
+		tp := TimedPod{Pod: pods[i], Scheduled: -1}
+		var errs []error
+		tp.Created, errs = r.int("creation_time", errs)
+		tp.Deleted, errs = r.int("deletion_time", errs)
+		if s := r.get("scheduled_time"); s != "" && s != "nan" {
+			tp.Scheduled, errs = r.int("scheduled_time", errs)
+		}
+		switch {
+		case len(errs) > 0:
+		case tp.Created < 0 || tp.Deleted < tp.Created:
+			errs = append(errs, fmt.Errorf("deleted at %d before created at %d", tp.Deleted, tp.Created))
+		case tp.Scheduled >= 0 && (tp.Scheduled < tp.Created || tp.Scheduled > tp.Deleted):
+			errs = append(errs, fmt.Errorf("scheduled at %d outside its life %d..%d", tp.Scheduled, tp.Created, tp.Deleted))
+		}
+		if err := r.check(errs); err != nil {
+			return nil, err
+		}
+		out[i] = tp
+	}
+	return out, nil
+}
