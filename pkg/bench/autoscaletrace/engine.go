@@ -116,8 +116,9 @@ type Result struct {
 	PendingP50   float64 `json:"pending_p50_s"`
 	PendingP99   float64 `json:"pending_p99_s"`
 	Mispredicted int     `json:"mispredicted"`
-	// End is the simulated time billed, in hours.
-	EndHours float64 `json:"end_hours"`
+	// EndHours is the simulated time billed; NodesAtEnd the nodes still up.
+	EndHours   float64 `json:"end_hours"`
+	NodesAtEnd int     `json:"nodes_at_end"`
 	// Series is the node count over time (hours, nodes).
 	Series [][2]float64 `json:"series,omitempty"`
 }
@@ -127,8 +128,11 @@ type podState struct {
 	node    string
 	started time.Duration
 	pending bool
-	done    bool
-	seq     int
+	// provisionable: the model holds the pod as pending (it was found
+	// unschedulable; a pod the kubelet rejected never was).
+	provisionable bool
+	done          bool
+	seq           int
 }
 
 // timers is a min-heap of pod end times.
@@ -402,6 +406,9 @@ func (e *engine) delete(p *podState) error {
 		} else {
 			e.res.Withdrawn++
 		}
+		if !p.provisionable {
+			return nil
+		}
 		return e.as.PodDeleted(e.now, p.spec.ID)
 	}
 	return e.finish(p)
@@ -451,7 +458,7 @@ func (e *engine) try(p *podState) error {
 	}
 	switch out {
 	case Placed:
-		p.pending, p.node, p.started = false, node, e.now
+		p.pending, p.provisionable, p.node, p.started = false, false, node, e.now
 		e.dropPending(p)
 		e.res.Placed++
 		e.waits = append(e.waits, (e.now - p.spec.Created).Seconds())
@@ -463,6 +470,7 @@ func (e *engine) try(p *podState) error {
 		}
 		return nil
 	case Unschedulable:
+		p.provisionable = true
 		return e.as.PodUnschedulable(e.now, autoscaler.Pod{ID: p.spec.ID, Requests: p.spec.Req, Created: p.spec.Created, NodeSelector: selector(p.spec)})
 	case Rejected:
 		e.res.Rejections++
@@ -513,6 +521,7 @@ func (e *engine) finishRun(end time.Duration) (*Result, error) {
 	r.BusyGPUHours = e.busy / 3600 * e.o.Scale
 	r.Dollars = e.meter.Dollars(end) * e.o.Scale
 	r.PeakNodes = e.meter.Peak()
+	r.NodesAtEnd = e.meter.Running()
 	r.EndHours = end.Hours() * e.o.Scale
 	r.Mispredicted = e.pl.Mispredicted()
 	sort.Float64s(e.waits)

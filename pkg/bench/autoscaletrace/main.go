@@ -227,15 +227,15 @@ func tracePlacer(ctx context.Context, name, schedCfg string, shapes map[string]o
 }
 
 func printTable(w io.Writer, rs []*Result, base *Result) {
-	fmt.Fprintf(w, "\n%-30s %11s %9s %9s %10s %5s %8s %7s %6s %8s %9s %9s %6s\n",
-		"policy", "GPU node-h", "vs kube", "GPU-h", "dollars", "peak", "launched", "placed", "failed", "rejected", "pend-p50", "pend-p99", "mispr")
+	fmt.Fprintf(w, "\n%-30s %11s %9s %9s %9s %10s %5s %8s %7s %6s %8s %9s %9s %6s\n",
+		"policy", "GPU node-h", "vs kube", "GPU-h", "busy GPU-h", "dollars", "peak", "launched", "placed", "failed", "rejected", "pend-p50", "pend-p99", "mispr")
 	for _, r := range rs {
 		ratio := "-"
 		if base != nil && base.NodeHours > 0 {
 			ratio = fmt.Sprintf("%.3f", r.NodeHours/base.NodeHours)
 		}
-		fmt.Fprintf(w, "%-30s %11.0f %9s %9.0f %10.0f %5d %8d %7d %6d %8d %8.0fs %8.0fs %6d\n",
-			r.Policy, r.NodeHours, ratio, r.GPUHours, r.Dollars, r.PeakNodes, r.Launched, r.Placed, r.Failed, r.Rejections, r.PendingP50, r.PendingP99, r.Mispredicted)
+		fmt.Fprintf(w, "%-30s %11.0f %9s %9.0f %9.0f %10.0f %5d %8d %7d %6d %8d %8.0fs %8.0fs %6d\n",
+			r.Policy, r.NodeHours, ratio, r.GPUHours, r.BusyGPUHours, r.Dollars, r.PeakNodes, r.Launched, r.Placed, r.Failed, r.Rejections, r.PendingP50, r.PendingP99, r.Mispredicted)
 	}
 	top := 0.0
 	for _, r := range rs {
