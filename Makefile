@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-unit verify fmt vet tidy-check bench fuzz clean demo bench-throughput bench-mig bench-mig-dynamic bench-openb
+.PHONY: all build test test-unit verify fmt vet tidy-check bench fuzz clean demo bench-throughput bench-mig bench-mig-dynamic bench-openb bench-autoscale-trace
 
 all: build
 
@@ -192,6 +192,21 @@ OPENB_FLAGS ?= --seeds 42-44 --policies all --plot docs/openb-default.png
 bench-openb:
 	$(GO) build -o bin/gpuslice-bench ./cmd/gpuslice-bench
 	bin/gpuslice-bench openb $(OPENB_FLAGS)
+
+# bench-autoscale-trace replays the openb trace (../shared/data/openb) with
+# its creation and deletion times on a cluster that starts empty and that an
+# in-process model of Karpenter (pkg/sim/autoscaler, WhenEmpty) grows and
+# shrinks: gpuslice's profiles, kube-scheduler's LeastAllocated and
+# MostAllocated, FGD and BestFit. It prints GPU node-hours (and a bar per
+# policy), GPU-hours, dollars, peak nodes, pods placed and failed, pending
+# times, and ends with node_hours_ratio=<gpuslice-fragmentation-aware /
+# kube-LeastAllocated>. About 2 minutes on 2 cores; no control plane.
+# AUTOSCALE_TRACE_FLAGS are passed on (e.g. --from-day 115, --json,
+# --karpenter-check for the model against the real Karpenter's figures).
+AUTOSCALE_TRACE_FLAGS ?=
+bench-autoscale-trace:
+	$(GO) build -o bin/gpuslice-bench ./cmd/gpuslice-bench
+	bin/gpuslice-bench autoscale-trace $(AUTOSCALE_TRACE_FLAGS)
 
 # demo-autoscale replays a seeded workload that comes and goes (inference
 # Deployments over a compressed day, MIG and whole-GPU Jobs, time-sliced
