@@ -108,6 +108,9 @@ type Result struct {
 	Placed       int     `json:"pods_placed"`
 	// Failed pods never ran: pending at their deadline (or at the end).
 	Failed int `json:"pods_failed"`
+	// FailedShort are the failed pods whose whole life (creation to
+	// deadline) was shorter than a batch and a node launch.
+	FailedShort int `json:"pods_failed_shorter_than_a_launch"`
 	// Withdrawn pods were deleted by the workload before they ran (a
 	// scale-down takes pending replicas first).
 	Withdrawn int `json:"pods_withdrawn"`
@@ -403,6 +406,9 @@ func (e *engine) delete(p *podState) error {
 		e.dropGroup(p)
 		if d := p.spec.Deadline; d > 0 && d <= e.now {
 			e.res.Failed++
+			if d-p.spec.Created < e.o.Autoscaler.LaunchDelay+e.o.Autoscaler.BatchMax {
+				e.res.FailedShort++
+			}
 		} else {
 			e.res.Withdrawn++
 		}

@@ -133,7 +133,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		if !*asJSON {
-			fmt.Fprintf(stdout, "# %s: %.0f GPU node-h, %d nodes launched, %d placed, %d failed (%s)\n", name, r.NodeHours, r.Launched, r.Placed, r.Failed, time.Since(start).Round(time.Second))
+			fmt.Fprintf(stdout, "# %s: %.0f GPU node-h, %d nodes launched, %d placed, %d failed (%d of them living less than a batch and a launch) (%s)\n", name, r.NodeHours, r.Launched, r.Placed, r.Failed, r.FailedShort, time.Since(start).Round(time.Second))
 		}
 		results = append(results, r)
 	}
