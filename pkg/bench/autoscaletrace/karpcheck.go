@@ -25,12 +25,13 @@ type KarpenterFigure struct {
 
 // KarpenterFigures are the real Karpenter runs of docs/benchmarks.md
 // section 4 (`gpuslice-bench autoscale --seed 42 --day 4m --tail 75s`,
-// 2026-12-07; two runs where two were made).
+// 2026-12-07: the two runs of that section, then one of this check's
+// session).
 func KarpenterFigures() []KarpenterFigure {
 	return []KarpenterFigure{
-		{"default+WhenEmpty", []float64{180.2, 181.6}},
-		{"gpuslice+WhenEmpty", []float64{154.6}},
-		{"gpuslice+WhenEmpty, no deletion cost", []float64{181.5, 178.5}},
+		{"default+WhenEmpty", []float64{180.2, 181.6, 181.5}},
+		{"gpuslice+WhenEmpty", []float64{154.6, 155.2}},
+		{"gpuslice+WhenEmpty, no deletion cost", []float64{181.5, 178.5, 186.3}},
 	}
 }
 

@@ -321,7 +321,7 @@ func karpenterCheck(ctx context.Context, w io.Writer, cfg autoscaler.Config, see
 	if asJSON {
 		return json.NewEncoder(w).Encode(map[string]any{"results": results, "karpenter": KarpenterFigures()})
 	}
-	fmt.Fprintf(w, "\n%-38s %10s %16s %14s %5s %8s %9s %9s\n", "policy", "model", "real Karpenter", "model / real", "peak", "launched", "pend-p50", "pend-p99")
+	fmt.Fprintf(w, "\n%-38s %10s %22s %14s %5s %8s %9s %9s\n", "policy", "model", "real Karpenter", "model / real", "peak", "launched", "pend-p50", "pend-p99")
 	for _, r := range results {
 		real, ratio := "-", "-"
 		for _, f := range KarpenterFigures() {
@@ -339,7 +339,7 @@ func karpenterCheck(ctx context.Context, w io.Writer, cfg autoscaler.Config, see
 				}
 			}
 		}
-		fmt.Fprintf(w, "%-38s %10.1f %16s %14s %5d %8d %8.1fs %8.1fs\n", r.Policy, r.NodeHours, real, ratio, r.PeakNodes, r.Launched, r.PendingP50, r.PendingP99)
+		fmt.Fprintf(w, "%-38s %10.1f %22s %14s %5d %8d %8.1fs %8.1fs\n", r.Policy, r.NodeHours, real, ratio, r.PeakNodes, r.Launched, r.PendingP50, r.PendingP99)
 	}
 	def, gs := find(results, "default+WhenEmpty"), find(results, "gpuslice+WhenEmpty")
 	if def != nil && gs != nil && def.NodeHours > 0 {
