@@ -123,7 +123,7 @@ type Result struct {
 	EndHours   float64 `json:"end_hours"`
 	NodesAtEnd int     `json:"nodes_at_end"`
 	// Series is the node count over time (hours, nodes).
-	Series [][2]float64 `json:"series,omitempty"`
+	Series [][2]float64 `json:"-"`
 }
 
 type podState struct {
