@@ -25,6 +25,7 @@ import (
 
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
+	"github.com/gpuslice/gpuslice/pkg/topology/migparted"
 )
 
 //go:embed gpu-instance-types.yaml
@@ -97,6 +98,16 @@ type Set struct {
 // named configs.
 func Builtin(parted *topology.MIGParted) (*Set, error) {
 	return Parse(builtin, parted)
+}
+
+// Default is Builtin against the mig-parted configs shipped with gpuslice
+// (NVIDIA's config-default.yaml, embedded).
+func Default() (*Set, error) {
+	parted, err := migparted.Default()
+	if err != nil {
+		return nil, err
+	}
+	return Builtin(parted)
 }
 
 // BuiltinYAML is the embedded data file, as shipped.

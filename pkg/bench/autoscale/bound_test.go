@@ -8,16 +8,11 @@ import (
 
 	"github.com/gpuslice/gpuslice/pkg/autoscale/instancetypes"
 	"github.com/gpuslice/gpuslice/pkg/autoscale/workload"
-	"github.com/gpuslice/gpuslice/pkg/topology/migparted"
 )
 
 func builtinTypes(t *testing.T) *instancetypes.Set {
 	t.Helper()
-	parted, err := migparted.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := instancetypes.Builtin(parted)
+	set, err := instancetypes.Default()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,6 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/nodetaint"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
-	"github.com/gpuslice/gpuslice/pkg/topology/migparted"
 	"github.com/gpuslice/gpuslice/test/e2e"
 	"github.com/gpuslice/gpuslice/test/framework"
 )
@@ -263,11 +262,7 @@ func (e *env) check() []string {
 // cluster throughout: no device is ever double-booked.
 func TestKarpenterProvisionsConsolidatesAndUnsticks(t *testing.T) {
 	began := time.Now()
-	parted, err := migparted.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := instancetypes.Builtin(parted)
+	set, err := instancetypes.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
