@@ -1,7 +1,8 @@
 // Command gpuslice-demo runs gpuslice on a local cluster with simulated GPU
 // nodes and prints where every MIG slice and time-sliced replica went,
-// compared with the default kube-scheduler. Only NVML and the kubelet are
-// simulated. `make demo` builds what it needs and runs it.
+// compared with the default kube-scheduler, then a MIG layout changed for a
+// pending pod by gpuslice-repartitioner. Only NVML, the kubelet and MIG
+// manager are simulated. `make demo` builds what it needs and runs it.
 package main
 
 import (

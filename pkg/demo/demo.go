@@ -2,7 +2,9 @@
 // kube-apiserver, simulated GPU nodes (fake NVML and kubelet, real exporter
 // code), gpuslice-scheduler in-process, and the sample workload — once with
 // the default kube-scheduler and once with gpuslice — and prints where every
-// slice went.
+// slice went; then, on top of gpuslice's placement, a pod that asks for a MIG
+// profile no layout offers, served by gpuslice-repartitioner and a simulated
+// MIG manager rebuilding an idle GPU of one node.
 package demo
 
 import (
@@ -142,6 +144,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	say("")
 	say("(GPUs short of ask: replicas a container got on a physical GPU it already had one of; a training job asking for 2 GPUs then runs on 1)")
+	say("")
+	say("═══ MIG layouts that follow demand ═══")
+	rep, err := runRepartition(ctx, o.Out, kube, gpu, nodes)
+	if err != nil {
+		return err
+	}
+	rep.print(o.Out)
 	say("done in %s. gpuslice leaves whole GPUs and nodes empty for large jobs or scale-down.", time.Since(start).Round(time.Second))
 	if o.Keep {
 		kc := filepath.Join(os.TempDir(), "gpuslice-demo.kubeconfig")

@@ -82,6 +82,11 @@ func runRound(ctx context.Context, kube kubernetes.Interface, nodes map[string]*
 	if err != nil {
 		return roundResult{}, fmt.Errorf("pods under %s did not settle: %w", scheduler, err)
 	}
+	return observe(nodes, list)
+}
+
+// observe reads where the kubelets put the listed pods, GPU by GPU.
+func observe(nodes map[string]*localcluster.SimNode, list *corev1.PodList) (roundResult, error) {
 	res := roundResult{nodesTotal: len(nodes)}
 	holder := map[string]map[string][]string{} // node -> resource/deviceID -> pods
 	for _, p := range list.Items {
@@ -165,29 +170,47 @@ func runRound(ctx context.Context, kube kubernetes.Interface, nodes map[string]*
 
 func (r roundResult) print(w io.Writer) {
 	for _, n := range r.nodes {
-		fmt.Fprintf(w, "%s\n", n.name)
-		for _, g := range n.gpus {
-			var parts []string
-			empty := true
-			for _, s := range g.slots {
-				who := "free"
-				if len(s.pods) > 0 {
-					who = strings.Join(s.pods, ",")
-					empty = false
-				}
-				parts = append(parts, fmt.Sprintf("[%s: %s]", s.label, who))
-			}
-			mark := "  "
-			if empty {
-				mark = "· "
-			}
-			fmt.Fprintf(w, "  %sGPU %d %s\n", mark, g.index, strings.Join(parts, " "))
-		}
+		n.print(w)
 	}
 	if len(r.pendingPods) > 0 {
 		fmt.Fprintf(w, "pending: %s\n", strings.Join(r.pendingPods, ", "))
 	}
 	fmt.Fprintf(w, "(· = GPU with nothing on it)\n")
+}
+
+// print writes the node's name and a line per GPU: what each slot holds.
+func (n nodeView) print(w io.Writer) {
+	fmt.Fprintf(w, "%s\n", n.name)
+	for _, g := range n.gpus {
+		mark := "  "
+		if g.empty() {
+			mark = "· "
+		}
+		fmt.Fprintf(w, "  %sGPU %d %s\n", mark, g.index, g.slotsText())
+	}
+}
+
+// empty reports whether no pod holds any slot of the GPU.
+func (g gpuView) empty() bool {
+	for _, s := range g.slots {
+		if len(s.pods) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// slotsText reads "[1g.5gb: pod-a] [3g.20gb: free]".
+func (g gpuView) slotsText() string {
+	parts := make([]string, 0, len(g.slots))
+	for _, s := range g.slots {
+		who := "free"
+		if len(s.pods) > 0 {
+			who = strings.Join(s.pods, ",")
+		}
+		parts = append(parts, fmt.Sprintf("[%s: %s]", s.label, who))
+	}
+	return strings.Join(parts, " ")
 }
 
 func appendUnique(a []string, s string) []string {
