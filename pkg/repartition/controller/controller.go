@@ -435,8 +435,8 @@ func (c *Controller) start(ctx context.Context, snap *snapshot, np *repartition.
 	if c.opts.Recorder != nil {
 		if n := snap.nodes[np.Node]; n != nil {
 			for _, ch := range np.Changes {
-				c.opts.Recorder.Eventf(n, corev1.EventTypeNormal, "Repartitioning", "repartitioning %s of node %s: %s → %s for %d pending pods (MIG config %s)",
-					fmt.Sprintf("GPU %d", ch.GPU), np.Node, topology.FormatCounts(ch.From), topology.FormatCounts(ch.To), len(np.Serves), name)
+				c.opts.Recorder.Eventf(n, corev1.EventTypeNormal, "Repartitioning", "repartitioning %s of node %s: %s → %s for %s (MIG config %s)",
+					fmt.Sprintf("GPU %d", ch.GPU), np.Node, topology.FormatCounts(ch.From), topology.FormatCounts(ch.To), pendingPods(len(np.Serves)), name)
 			}
 		}
 		for _, key := range np.Serves {
@@ -616,4 +616,12 @@ func (c *Controller) gc(ctx context.Context, snap *snapshot) error {
 			}
 		}
 	})
+}
+
+// pendingPods is "1 pending pod" or "n pending pods".
+func pendingPods(n int) string {
+	if n == 1 {
+		return "1 pending pod"
+	}
+	return fmt.Sprintf("%d pending pods", n)
 }
