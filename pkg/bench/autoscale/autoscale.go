@@ -59,12 +59,19 @@ type Policy struct {
 	Consolidation string
 }
 
-// Policies are the three runs, in order.
+// Policies are the runs, in order: the three of make demo-autoscale, then
+// gpuslice with Karpenter's repacking consolidation (asked for by name, or
+// with --policies all): does packing make WhenEmptyOrUnderutilized cheaper
+// in evictions?
 var Policies = []Policy{
 	{"default+WhenEmpty", "default-scheduler", instancetypes.WhenEmpty},
 	{"gpuslice+WhenEmpty", "gpuslice-binpack", instancetypes.WhenEmpty},
 	{"default+WhenEmptyOrUnderutilized", "default-scheduler", instancetypes.WhenEmptyOrUnderutilized},
+	{"gpuslice+WhenEmptyOrUnderutilized", "gpuslice-binpack", instancetypes.WhenEmptyOrUnderutilized},
 }
+
+// defaultPolicies are the runs of make demo-autoscale.
+const defaultPolicies = "default+WhenEmpty,gpuslice+WhenEmpty,default+WhenEmptyOrUnderutilized"
 
 const (
 	ns               = "workload"
@@ -95,7 +102,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	day := fs.Duration("day", 4*time.Minute, "length of the compressed day")
 	tail := fs.Duration("tail", 75*time.Second, "time after the day during which nodes are still counted (consolidation of what the night left)")
 	partedPath := fs.String("mig-parted", "", "NVIDIA mig-parted config-default.yaml with the named MIG layouts (default: the embedded copy)")
-	only := fs.String("policies", "all", "comma-separated policy names, or all")
+	only := fs.String("policies", defaultPolicies, "comma-separated policy names, or all (adds gpuslice+WhenEmptyOrUnderutilized)")
 	deletionCost := fs.Bool("deletion-cost", true, "gpuslice keeps the pod-deletion-cost of its ReplicaSet pods (GPUSliceArgs deletionCost), so Deployment scale-downs empty the least-used nodes; false reproduces the figures measured before it")
 	plotPath := fs.String("plot", "docs/autoscale-nodes.png", "PNG of nodes over the day per policy (empty: none)")
 	if err := fs.Parse(args); err != nil {
