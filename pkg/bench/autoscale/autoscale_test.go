@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
@@ -91,5 +92,26 @@ func TestResultQuantiles(t *testing.T) {
 	r := m.result("p")
 	if r.PendingP50 != 50 || r.PendingP99 != 99 || r.NodeHours != 2 {
 		t.Errorf("p50 %v p99 %v node-h %v, want 50 99 2", r.PendingP50, r.PendingP99, r.NodeHours)
+	}
+}
+
+// Evictions are counted from Karpenter's Evicted events, one per pod:
+// repeated events of one pod count once, the kubelet's evictions (its own
+// message) and other reasons not at all.
+func TestKarpenterEvictionsCountsPodsKarpenterDrained(t *testing.T) {
+	ev := func(name, pod, reason, msg string) *corev1.Event {
+		return &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Reason: reason, Message: msg,
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod, UID: k8stypes.UID(pod + "-uid")}}
+	}
+	kube := fake.NewSimpleClientset(
+		ev("e1", "a", "Evicted", "Evicted pod: Underutilized"),
+		ev("e2", "a", "Evicted", "Evicted pod: Underutilized"),
+		ev("e3", "b", "Evicted", "Evicted pod: Empty"),
+		ev("e4", "c", "Evicted", "The node was low on resource: memory."),
+		ev("e5", "d", "Disrupted", "Evicted pod: not this reason"),
+	)
+	n, err := karpenterEvictions(context.Background(), kube)
+	if err != nil || n != 2 {
+		t.Fatalf("karpenterEvictions = %d, %v; want 2", n, err)
 	}
 }
