@@ -2,21 +2,28 @@ package gpuslice
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
+	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 )
 
-// catchUpTimeout bounds one direct read of a GPUNode.
-const catchUpTimeout = 5 * time.Second
+const (
+	// catchUpTimeout bounds one direct read of a GPUNode.
+	catchUpTimeout = 5 * time.Second
+	// catchUpWorkers read lagging GPUNodes at once, at most.
+	catchUpWorkers = 4
+)
 
 // catchUp reads a node's GPUNode directly when the node's exporter Lease
 // names a newer GPUNode version than the cache holds, and feeds it to the
-// cache; it reports whether the cache took a newer version.
+// cache.
 //
 // Why: the cache's GPUNode watch can lag the API by up to about a minute.
 // After an API server restart client-go's reflector retries the failed
@@ -29,37 +36,128 @@ const catchUpTimeout = 5 * time.Second
 // and a built-in resource, carries the version (see
 // gpusliceapi.LeaseGPUNodeVersionAnnotation): one read per node heals the
 // lag, whatever its cause (a backoff, an expired watch, a dropped event).
-// A race of the Lease ahead of the GPUNode's own event costs one spare read.
+// A Lease event that overtakes its GPUNode's own event costs one spare read.
 //
-// Concurrent calls for one node share one read.
-func (s *Shared) catchUp(l *coordinationv1.Lease) bool {
+// The reads run off the event handlers, on a few workers behind a
+// deduplicating queue: after an API server restart every node of a large
+// cluster may be behind at once, and the scheduler's event handling must
+// not wait on thousands of reads. A pod that the stale cache turned away is
+// woken by its node's next Lease renewal after the read (caughtUpRecently).
+type catchUp struct {
+	client versioned.Interface
+	shared *Shared
+	queue  workqueue.TypedRateLimitingInterface[string]
+	// window is how long after a read the node's Lease events wake pods:
+	// the heartbeat timeout, which a renewal period is well inside.
+	window time.Duration
+	now    func() time.Time
+
+	mu       sync.Mutex
+	want     map[string]string    // node -> newest version a Lease named
+	caughtAt map[string]time.Time // node -> when a read gave the cache a newer version
+}
+
+func newCatchUp(client versioned.Interface, s *Shared, window time.Duration) *catchUp {
+	return &catchUp{
+		client: client, shared: s, window: window, now: time.Now,
+		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "gpuslice-gpunode-catch-up"}),
+		want:     map[string]string{},
+		caughtAt: map[string]time.Time{},
+	}
+}
+
+// observe looks at a Lease: when it names a GPUNode version newer than the
+// cache holds, the node's GPUNode is read (soon, on a worker).
+func (c *catchUp) observe(l *coordinationv1.Lease) {
 	v := l.Annotations[gpusliceapi.LeaseGPUNodeVersionAnnotation]
-	if v == "" || s.gpuClient == nil || !s.cache.Behind(l.Name, v) {
+	if c == nil || v == "" || !c.shared.cache.Behind(l.Name, v) {
+		return
+	}
+	c.mu.Lock()
+	c.want[l.Name] = v
+	c.mu.Unlock()
+	c.queue.Add(l.Name)
+}
+
+// caughtUpRecently reports whether a read gave the cache a newer GPUNode of
+// the node within the window.
+func (c *catchUp) caughtUpRecently(node string) bool {
+	if c == nil {
 		return false
 	}
-	res, _, _ := s.catchUps.Do(l.Name, func() (any, error) {
-		if !s.cache.Behind(l.Name, v) {
-			return false, nil
-		}
-		logger := klog.Background().WithName(Name)
-		ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
-		defer cancel()
-		gn, err := s.gpuClient.GpusliceV1alpha1().GPUNodes().Get(ctx, l.Name, metav1.GetOptions{})
-		if err != nil {
-			s.metrics.catchUp("failed")
-			logger.V(2).Info("Reading a lagging GPUNode failed", "node", l.Name, "version", v, "err", err)
-			return false, nil
-		}
-		before := s.cache.TopologyVersion(l.Name)
-		s.onGPUNode(gn)
-		if s.cache.TopologyVersion(l.Name) == before {
-			s.metrics.catchUp("not_newer")
-			return false, nil
-		}
-		s.metrics.catchUp("caught_up")
-		logger.Info("GPUNode watch lags the exporter's Lease; read the GPUNode directly", "node", l.Name, "had", before, "read", gn.ResourceVersion)
-		return true, nil
-	})
-	caught, _ := res.(bool)
-	return caught
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.caughtAt[node]
+	if ok && c.now().Sub(at) > c.window {
+		delete(c.caughtAt, node)
+		return false
+	}
+	return ok
+}
+
+// run works the queue until ctx ends.
+func (c *catchUp) run(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		c.queue.ShutDown()
+	}()
+	var wg sync.WaitGroup
+	for range catchUpWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c.next(ctx) {
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (c *catchUp) next(ctx context.Context) bool {
+	node, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(node)
+	if c.read(ctx, node) {
+		c.queue.Forget(node)
+	} else {
+		c.queue.AddRateLimited(node)
+	}
+	return true
+}
+
+// read reads the node's GPUNode if the cache is still behind the version
+// its Lease named; false when the read failed (to be retried).
+func (c *catchUp) read(ctx context.Context, node string) bool {
+	c.mu.Lock()
+	v := c.want[node]
+	c.mu.Unlock()
+	if v == "" || !c.shared.cache.Behind(node, v) {
+		return true
+	}
+	logger := klog.FromContext(ctx).WithName(Name)
+	rctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	gn, err := c.client.GpusliceV1alpha1().GPUNodes().Get(rctx, node, metav1.GetOptions{})
+	if err != nil {
+		c.shared.metrics.catchUp("failed")
+		logger.V(2).Info("Reading a lagging GPUNode failed", "node", node, "version", v, "err", err)
+		return ctx.Err() != nil
+	}
+	before := c.shared.cache.TopologyVersion(node)
+	c.shared.onGPUNode(gn)
+	if c.shared.cache.TopologyVersion(node) == before {
+		c.shared.metrics.catchUp("not_newer")
+		return true
+	}
+	c.mu.Lock()
+	c.caughtAt[node] = c.now()
+	if c.want[node] == v {
+		delete(c.want, node)
+	}
+	c.mu.Unlock()
+	c.shared.metrics.catchUp("caught_up")
+	logger.Info("GPUNode watch lags the exporter's Lease; read the GPUNode directly", "node", node, "had", before, "read", gn.ResourceVersion)
+	return true
 }

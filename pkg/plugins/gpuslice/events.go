@@ -102,9 +102,11 @@ func (p *Plugin) hintLease(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Qu
 	// (it keeps the newest renewal it has seen).
 	p.shared.cache.SetHeartbeat(newL.Name, RenewTime(newL))
 	// The Lease names a GPUNode version the cache has not seen: the GPUNode
-	// watch lags (catchUp). Read it now, and retry the pod against it: the
-	// GPUNode's own event, which would have woken the pod, may come late.
-	if p.shared.catchUp(newL) {
+	// watch lags, and the GPUNode's own event, which would wake the pod,
+	// may come a minute late. The node's GPUNode is read off this handler
+	// (catchup.go); the node's next renewal after that wakes the pod.
+	p.shared.catchUps.observe(newL)
+	if p.shared.catchUps.caughtUpRecently(newL.Name) {
 		return fwk.Queue, nil
 	}
 	oldL, err := asLease(oldObj)

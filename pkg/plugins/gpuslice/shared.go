@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -42,11 +41,10 @@ type Shared struct {
 	mix     *allocator.MixLearner
 	args    *config.GPUSliceArgs
 	client  kubernetes.Interface
-	// gpuClient reads GPUNodes directly when the watch lags (catchUp);
-	// catchUps makes concurrent reads of one node one.
-	gpuClient versioned.Interface
-	catchUps  singleflight.Group
-	synced    []toolscache.InformerSynced
+	// catchUps reads GPUNodes directly when the watch lags (catchup.go);
+	// nil offline.
+	catchUps *catchUp
+	synced   []toolscache.InformerSynced
 	// memos are the profiles' memos, told when a node's GPUNode goes away.
 	memos []*memo
 	// truth rewrites predicted assignments with the kubelet's devices (nil
@@ -156,7 +154,7 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 	if err != nil {
 		return fmt.Errorf("gpuslice client: %w", err)
 	}
-	s.gpuClient = gpuClient
+	s.catchUps = newCatchUp(gpuClient, s, args.HeartbeatTimeout.Duration)
 	gpuFactory := gpusliceinformers.NewSharedInformerFactory(gpuClient, 0)
 	gpuReg, err := gpuFactory.Gpuslice().V1alpha1().GPUNodes().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onGPUNode(obj) },
@@ -183,6 +181,7 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 	gpuFactory.Start(ctx.Done())
 	leaseFactory.Start(ctx.Done())
 	go s.truth.run(ctx)
+	go s.catchUps.run(ctx)
 	s.synced = []toolscache.InformerSynced{podReg.HasSynced, gpuReg.HasSynced, leaseReg.HasSynced}
 	if s.obs != nil {
 		go s.runObserver(ctx, start, nodeLister)
@@ -348,9 +347,7 @@ func (s *Shared) onLease(obj any) {
 	}
 	s.cache.SetHeartbeat(l.Name, RenewTime(l))
 	s.taintChanged(l.Name)
-	if v := l.Annotations[gpusliceapi.LeaseGPUNodeVersionAnnotation]; v != "" && s.gpuClient != nil && s.cache.Behind(l.Name, v) {
-		go s.catchUp(l)
-	}
+	s.catchUps.observe(l)
 }
 
 func (s *Shared) onLeaseDelete(obj any) {

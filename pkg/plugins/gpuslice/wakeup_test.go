@@ -146,32 +146,52 @@ func TestWokenPodSeesTheEventThatWokeIt(t *testing.T) {
 		if st := filter(pl); st.IsSuccess() || !strings.Contains(st.Message(), "no free nvidia.com/mig-1g.5gb") {
 			t.Fatalf("before the event: %v", st)
 		}
-		pl.shared.gpuClient = gpufake.NewSimpleClientset(published(gpusliceapi.StateReady, "12"))
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		clock := now
+		cu := newCatchUp(gpufake.NewSimpleClientset(published(gpusliceapi.StateReady, "12")), pl.shared, 40*time.Second)
+		cu.now = func() time.Time { return clock }
+		pl.shared.catchUps = cu
+		go cu.run(ctx)
 		lease := func(renew time.Time, version string) *coordinationv1.Lease {
 			rt := metav1.NewMicroTime(renew)
 			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: a100.Name, Namespace: "gpuslice-system",
 				Annotations: map[string]string{gpusliceapi.LeaseGPUNodeVersionAnnotation: version}}, Spec: coordinationv1.LeaseSpec{RenewTime: &rt}}
 		}
-		// A renewal naming the version the cache holds wakes nobody.
+		cachedVersion := func(want string) {
+			t.Helper()
+			if err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+				return c.TopologyVersion(a100.Name) == want, nil
+			}); err != nil {
+				t.Fatalf("cache holds GPUNode version %q, want %s", c.TopologyVersion(a100.Name), want)
+			}
+		}
+		// A renewal naming the version the cache holds reads nothing and
+		// wakes nobody.
 		if hint, err := pl.hintLease(logger, pending, lease(now.Add(-time.Second), "11"), lease(now, "11")); err != nil || hint != fwk.QueueSkip {
 			t.Fatalf("renewal naming the cached version: hint %v, %v; want QueueSkip", hint, err)
 		}
-		hint, err := pl.hintLease(logger, pending, lease(now.Add(-time.Second), "11"), lease(now, "12"))
-		queued(t, hint, err)
-		if v := c.TopologyVersion(a100.Name); v != "12" {
-			t.Fatalf("cache holds GPUNode version %q after the hint, want 12", v)
+		// A renewal naming 12: the GPUNode is read off the handler; the
+		// next renewal wakes the pod, which then fits.
+		if _, err := pl.hintLease(logger, pending, lease(now.Add(-time.Second), "11"), lease(now, "12")); err != nil {
+			t.Fatal(err)
 		}
+		cachedVersion("12")
+		hint, err := pl.hintLease(logger, pending, lease(now, "12"), lease(now.Add(time.Second), "12"))
+		queued(t, hint, err)
 		if st := filter(pl); !st.IsSuccess() {
 			t.Fatalf("retried after the hint: %v", st)
 		}
-		// The plugin's own Lease informer heals the cache too, in the
-		// background, with no pod waiting.
-		pl.shared.gpuClient = gpufake.NewSimpleClientset(published(gpusliceapi.StateDegraded, "13"))
-		pl.shared.onLease(lease(now, "13"))
-		if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-			return c.TopologyVersion(a100.Name) == "13", nil
-		}); err != nil {
-			t.Fatalf("cache holds GPUNode version %q after the Lease named 13", c.TopologyVersion(a100.Name))
+		// Once the window (the heartbeat timeout) has passed, renewals
+		// wake nobody again.
+		clock = now.Add(41 * time.Second)
+		if hint, err := pl.hintLease(logger, pending, lease(now, "12"), lease(now.Add(2*time.Second), "12")); err != nil || hint != fwk.QueueSkip {
+			t.Fatalf("renewal after the window: hint %v, %v; want QueueSkip", hint, err)
 		}
+		// The plugin's own Lease informer heals the cache too, with no pod
+		// waiting.
+		cu.client = gpufake.NewSimpleClientset(published(gpusliceapi.StateDegraded, "13"))
+		pl.shared.onLease(lease(now, "13"))
+		cachedVersion("13")
 	})
 }
