@@ -42,27 +42,26 @@ const (
 // deduplicating queue: after an API server restart every node of a large
 // cluster may be behind at once, and the scheduler's event handling must
 // not wait on thousands of reads. A pod that the stale cache turned away is
-// woken by its node's next Lease renewal after the read (caughtUpRecently).
+// woken by its node's next Lease renewal after the read (unannounced).
 type catchUp struct {
 	client versioned.Interface
 	shared *Shared
 	queue  workqueue.TypedRateLimitingInterface[string]
-	// window is how long after a read the node's Lease events wake pods:
-	// the heartbeat timeout, which a renewal period is well inside.
-	window time.Duration
-	now    func() time.Time
 
-	mu       sync.Mutex
-	want     map[string]string    // node -> newest version a Lease named
-	caughtAt map[string]time.Time // node -> when a read gave the cache a newer version
+	// synced reports whether the GPUNode informer has listed once (nil:
+	// yes); before that a Lease ahead of its GPUNode is the initial list,
+	// not a lag.
+	synced func() bool
+
+	mu   sync.Mutex
+	want map[string]string // node -> newest version a Lease named
 }
 
-func newCatchUp(client versioned.Interface, s *Shared, window time.Duration) *catchUp {
+func newCatchUp(client versioned.Interface, s *Shared) *catchUp {
 	return &catchUp{
-		client: client, shared: s, window: window, now: time.Now,
-		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "gpuslice-gpunode-catch-up"}),
-		want:     map[string]string{},
-		caughtAt: map[string]time.Time{},
+		client: client, shared: s,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "gpuslice-gpunode-catch-up"}),
+		want:  map[string]string{},
 	}
 }
 
@@ -70,29 +69,13 @@ func newCatchUp(client versioned.Interface, s *Shared, window time.Duration) *ca
 // cache holds, the node's GPUNode is read (soon, on a worker).
 func (c *catchUp) observe(l *coordinationv1.Lease) {
 	v := l.Annotations[gpusliceapi.LeaseGPUNodeVersionAnnotation]
-	if c == nil || v == "" || !c.shared.cache.Behind(l.Name, v) {
+	if c == nil || v == "" || (c.synced != nil && !c.synced()) || !c.shared.cache.Behind(l.Name, v) {
 		return
 	}
 	c.mu.Lock()
 	c.want[l.Name] = v
 	c.mu.Unlock()
 	c.queue.Add(l.Name)
-}
-
-// caughtUpRecently reports whether a read gave the cache a newer GPUNode of
-// the node within the window.
-func (c *catchUp) caughtUpRecently(node string) bool {
-	if c == nil {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	at, ok := c.caughtAt[node]
-	if ok && c.now().Sub(at) > c.window {
-		delete(c.caughtAt, node)
-		return false
-	}
-	return ok
 }
 
 // run works the queue until ctx ends.
@@ -152,7 +135,6 @@ func (c *catchUp) read(ctx context.Context, node string) bool {
 		return true
 	}
 	c.mu.Lock()
-	c.caughtAt[node] = c.now()
 	if c.want[node] == v {
 		delete(c.want, node)
 	}
@@ -160,4 +142,54 @@ func (c *catchUp) read(ctx context.Context, node string) bool {
 	c.shared.metrics.catchUp("caught_up")
 	logger.Info("GPUNode watch lags the exporter's Lease; read the GPUNode directly", "node", node, "had", before, "read", gn.ResourceVersion)
 	return true
+}
+
+// unannounced records the nodes whose GPUNode the cache took from the
+// plugin's own informer or a catch-up read, and when, until a queueing hint
+// sees that version too. The pods the old version turned away wait for a
+// GPUNode event of the framework's informer, which may lag the plugin's
+// (each watch retries on its own backoff after an API server restart) or
+// never come for a version the catch-up read; meanwhile the node's Lease
+// renewals wake them (hintLease), within window of the change.
+type unannounced struct {
+	mu     sync.Mutex
+	at     map[string]time.Time
+	window time.Duration
+	now    func() time.Time
+}
+
+func (u *unannounced) note(node string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.at == nil {
+		u.at = map[string]time.Time{}
+	}
+	u.at[node] = u.clock()
+}
+
+// seen: a queueing hint saw the version the cache holds.
+func (u *unannounced) seen(node string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.at, node)
+}
+
+// pending reports whether the node's cache changed within the window with
+// no queueing hint seeing it.
+func (u *unannounced) pending(node string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	at, ok := u.at[node]
+	if ok && u.clock().Sub(at) > u.window {
+		delete(u.at, node)
+		return false
+	}
+	return ok
+}
+
+func (u *unannounced) clock() time.Time {
+	if u.now != nil {
+		return u.now()
+	}
+	return time.Now()
 }

@@ -56,6 +56,9 @@ func (p *Plugin) hintGPUNode(logger klog.Logger, pod *v1.Pod, oldObj, newObj any
 	// apart from the framework's): give it now, so that a pod queued here
 	// is not retried against the old topology.
 	p.shared.observeGPUNode(newGN)
+	if p.shared.cache.TopologyVersion(newGN.Name) == newGN.ResourceVersion {
+		p.shared.unannounced.seen(newGN.Name)
+	}
 	if newGN.Spec.State != gpusliceapi.StateReady {
 		return fwk.QueueSkip, nil
 	}
@@ -104,9 +107,11 @@ func (p *Plugin) hintLease(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.Qu
 	// The Lease names a GPUNode version the cache has not seen: the GPUNode
 	// watch lags, and the GPUNode's own event, which would wake the pod,
 	// may come a minute late. The node's GPUNode is read off this handler
-	// (catchup.go); the node's next renewal after that wakes the pod.
+	// (catchup.go). Once the cache holds a version that no GPUNode hint has
+	// seen (read so, or delivered by the plugin's informer ahead of the
+	// framework's), the node's renewals wake the pod.
 	p.shared.catchUps.observe(newL)
-	if p.shared.catchUps.caughtUpRecently(newL.Name) {
+	if p.shared.unannounced.pending(newL.Name) {
 		return fwk.Queue, nil
 	}
 	oldL, err := asLease(oldObj)

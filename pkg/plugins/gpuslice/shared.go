@@ -42,9 +42,11 @@ type Shared struct {
 	args    *config.GPUSliceArgs
 	client  kubernetes.Interface
 	// catchUps reads GPUNodes directly when the watch lags (catchup.go);
-	// nil offline.
-	catchUps *catchUp
-	synced   []toolscache.InformerSynced
+	// nil offline. unannounced: nodes whose GPUNode the cache took from the
+	// plugin's informer or a catch-up read, not yet from a queueing hint.
+	catchUps    *catchUp
+	unannounced unannounced
+	synced      []toolscache.InformerSynced
 	// memos are the profiles' memos, told when a node's GPUNode goes away.
 	memos []*memo
 	// truth rewrites predicted assignments with the kubelet's devices (nil
@@ -154,7 +156,8 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 	if err != nil {
 		return fmt.Errorf("gpuslice client: %w", err)
 	}
-	s.catchUps = newCatchUp(gpuClient, s, args.HeartbeatTimeout.Duration)
+	s.catchUps = newCatchUp(gpuClient, s)
+	s.unannounced.window = args.HeartbeatTimeout.Duration
 	gpuFactory := gpusliceinformers.NewSharedInformerFactory(gpuClient, 0)
 	gpuReg, err := gpuFactory.Gpuslice().V1alpha1().GPUNodes().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onGPUNode(obj) },
@@ -164,6 +167,7 @@ func (s *Shared) init(ctx context.Context, h fwk.Handle, args *config.GPUSliceAr
 	if err != nil {
 		return fmt.Errorf("GPUNode handler: %w", err)
 	}
+	s.catchUps.synced = gpuReg.HasSynced
 	leaseFactory := informers.NewSharedInformerFactoryWithOptions(h.ClientSet(), 0, informers.WithNamespace(args.LeaseNamespace))
 	leaseReg, err := leaseFactory.Coordination().V1().Leases().Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onLease(obj) },
@@ -314,7 +318,11 @@ func (s *Shared) onGPUNode(obj any) {
 	if !ok {
 		return
 	}
+	before := s.cache.TopologyVersion(gn.Name)
 	s.observeGPUNode(gn)
+	if s.cache.TopologyVersion(gn.Name) != before {
+		s.unannounced.note(gn.Name)
+	}
 	if s.truth != nil {
 		s.truth.gpuNodeChanged(gn)
 	}

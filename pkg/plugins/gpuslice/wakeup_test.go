@@ -149,9 +149,9 @@ func TestWokenPodSeesTheEventThatWokeIt(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		clock := now
-		cu := newCatchUp(gpufake.NewSimpleClientset(published(gpusliceapi.StateReady, "12")), pl.shared, 40*time.Second)
-		cu.now = func() time.Time { return clock }
+		cu := newCatchUp(gpufake.NewSimpleClientset(published(gpusliceapi.StateReady, "12")), pl.shared)
 		pl.shared.catchUps = cu
+		pl.shared.unannounced = unannounced{window: 40 * time.Second, now: func() time.Time { return clock }}
 		go cu.run(ctx)
 		lease := func(renew time.Time, version string) *coordinationv1.Lease {
 			rt := metav1.NewMicroTime(renew)
@@ -193,5 +193,60 @@ func TestWokenPodSeesTheEventThatWokeIt(t *testing.T) {
 		cu.client = gpufake.NewSimpleClientset(published(gpusliceapi.StateDegraded, "13"))
 		pl.shared.onLease(lease(now, "13"))
 		cachedVersion("13")
+	})
+
+	t.Run("plugin's informer ahead of the framework's", func(t *testing.T) {
+		// After an API server restart each watch recovers on its own
+		// backoff: the plugin's informer may deliver the GPUNode that frees
+		// the slices while the framework's, whose event would wake the pod,
+		// still waits. The node's Lease renewals wake it meanwhile, until a
+		// GPUNode hint has seen the version or the window has passed.
+		pl, c := setup(t)
+		clock := now
+		pl.shared.unannounced = unannounced{window: 40 * time.Second, now: func() time.Time { return clock }}
+		holder := gpuPod("holder", map[string]int64{"nvidia.com/mig-1g.5gb": 2})
+		holder.Spec.NodeName = a100.Name
+		req, err := podrequest.Parse(holder, podrequest.Options{Catalog: topology.NewCatalog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl.shared.onGPUNode(published(gpusliceapi.StateReady, "11"))
+		c.UpsertPod(cache.PodUpdate{UID: holder.UID, Namespace: holder.Namespace, Name: holder.Name, Node: a100.Name, Request: req})
+		if st := filter(pl); st.IsSuccess() {
+			t.Fatal("fits while the holder holds the slices")
+		}
+		lease := func(renew time.Time) *coordinationv1.Lease {
+			rt := metav1.NewMicroTime(renew)
+			return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: a100.Name, Namespace: "gpuslice-system"}, Spec: coordinationv1.LeaseSpec{RenewTime: &rt}}
+		}
+		// The framework's informer delivers 11: the hint has seen it.
+		if _, err := pl.hintGPUNode(logger, pending, unstructuredOf(t, published(gpusliceapi.StateDegraded, "10")), unstructuredOf(t, published(gpusliceapi.StateReady, "11"))); err != nil {
+			t.Fatal(err)
+		}
+		if hint, err := pl.hintLease(logger, pending, lease(now.Add(-time.Second)), lease(now)); err != nil || hint != fwk.QueueSkip {
+			t.Fatalf("renewal with nothing unannounced: hint %v, %v; want QueueSkip", hint, err)
+		}
+		// The holder leaves; only the plugin's informers see it (the pod
+		// deletion and GPUNode version 12).
+		c.RemovePod(holder.UID)
+		pl.shared.onGPUNode(published(gpusliceapi.StateReady, "12"))
+		hint, err := pl.hintLease(logger, pending, lease(now), lease(now.Add(time.Second)))
+		queued(t, hint, err)
+		if st := filter(pl); !st.IsSuccess() {
+			t.Fatalf("retried after the hint: %v", st)
+		}
+		// Once the framework's informer delivers 12, renewals wake nobody.
+		if _, err := pl.hintGPUNode(logger, pending, unstructuredOf(t, published(gpusliceapi.StateReady, "11")), unstructuredOf(t, published(gpusliceapi.StateReady, "12"))); err != nil {
+			t.Fatal(err)
+		}
+		if hint, err := pl.hintLease(logger, pending, lease(now.Add(time.Second)), lease(now.Add(2*time.Second))); err != nil || hint != fwk.QueueSkip {
+			t.Fatalf("renewal after the GPUNode hint: hint %v, %v; want QueueSkip", hint, err)
+		}
+		// Nor after the window, had the framework's informer never come.
+		pl.shared.onGPUNode(published(gpusliceapi.StateReady, "13"))
+		clock = now.Add(41 * time.Second)
+		if hint, err := pl.hintLease(logger, pending, lease(now.Add(2*time.Second)), lease(now.Add(3*time.Second))); err != nil || hint != fwk.QueueSkip {
+			t.Fatalf("renewal after the window: hint %v, %v; want QueueSkip", hint, err)
+		}
 	})
 }
