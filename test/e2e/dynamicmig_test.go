@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 
-	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/repartition"
@@ -136,22 +135,9 @@ func deleteAll(t *testing.T, ctx context.Context, kube kubernetes.Interface, pre
 // After each phase every pod runs, no pod lost a device, and no node was
 // reconfigured more than once in the phase.
 func TestDynamicMIGPhases(t *testing.T) {
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	kube := cp.Client()
-	gpu, err := versioned.NewForConfig(cp.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{localcluster.LeaseNamespace, dynNS, "gpu-operator"} {
-		if err := localcluster.EnsureNamespace(ctx, kube, n); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gc := framework.StartGPUCluster(t, controlplane.Options{}, dynNS, "gpu-operator")
+	cp, ctx, kube, gpu := gc.CP, gc.Ctx, gc.Kube, gc.GPU
+	var err error
 	ones := []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}
 	nodes := map[string]*localcluster.SimNode{}
 	managers := map[string]*localcluster.FakeMIGManager{}
@@ -253,22 +239,9 @@ func TestDynamicMIGPhases(t *testing.T) {
 // The checker catches a pod that lost its device: a layout forced under a
 // running pod (as a MIG manager ignoring allocations would) is reported.
 func TestDynamicMIGCheckerCatchesLostDevice(t *testing.T) {
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	kube := cp.Client()
-	gpu, err := versioned.NewForConfig(cp.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{localcluster.LeaseNamespace, dynNS} {
-		if err := localcluster.EnsureNamespace(ctx, kube, n); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gc := framework.StartGPUCluster(t, controlplane.Options{}, dynNS)
+	ctx, kube, gpu := gc.Ctx, gc.Kube, gc.GPU
+	var err error
 	ones := []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}
 	sn, err := localcluster.StartSimNode(ctx, kube, gpu, fixtures.Spec{Name: "h100-x", Product: "NVIDIA H100 80GB HBM3", GPUs: 1, MIG: ones},
 		localcluster.SimOptions{HeartbeatInterval: time.Second, PollInterval: 200 * time.Millisecond, Resync: 5 * time.Second})

@@ -266,22 +266,8 @@ func TestKarpenterProvisionsConsolidatesAndUnsticks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	gpu, err := versioned.NewForConfig(cp.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	kube := cp.Client()
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{localcluster.LeaseNamespace, ns} {
-		if err := localcluster.EnsureNamespace(ctx, kube, n); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gc := framework.StartGPUCluster(t, controlplane.Options{}, ns)
+	cp, ctx, kube, gpu := gc.CP, gc.Ctx, gc.Kube, gc.GPU
 	if _, err := localcluster.StartControllerManager(ctx, cp, ""); err != nil {
 		skipOrFail(t, err)
 	}

@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
-	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/topology"
@@ -117,22 +116,9 @@ func waitRuns(t *testing.T, ctx context.Context, m *localcluster.FakeMIGManager,
 }
 
 func TestFakeMIGManager(t *testing.T) {
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	kube := cp.Client()
-	gpu, err := versioned.NewForConfig(cp.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{localcluster.LeaseNamespace, cmNS, "default"} {
-		if err := localcluster.EnsureNamespace(ctx, kube, ns); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gc := framework.StartGPUCluster(t, controlplane.Options{}, cmNS, "default")
+	ctx, kube, gpu := gc.Ctx, gc.Kube, gc.GPU
+	var err error
 	ones := []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}
 	sn, err := localcluster.StartSimNode(ctx, kube, gpu, fixtures.Spec{Name: nodeName, Product: "NVIDIA H100 80GB HBM3", GPUs: 2, MIG: ones},
 		localcluster.SimOptions{HeartbeatInterval: time.Second, PollInterval: 200 * time.Millisecond, Resync: 5 * time.Second})

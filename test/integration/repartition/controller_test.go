@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/gpuslice/gpuslice/pkg/assignment"
-	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/repartition"
@@ -63,22 +62,9 @@ func pendingPod(t *testing.T, ctx context.Context, kube kubernetes.Interface, na
 }
 
 func TestControllerAppliesThroughMIGManager(t *testing.T) {
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	kube := cp.Client()
-	gpu, err := versioned.NewForConfig(cp.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{localcluster.LeaseNamespace, cmNS, "default"} {
-		if err := localcluster.EnsureNamespace(ctx, kube, ns); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gc := framework.StartGPUCluster(t, controlplane.Options{}, cmNS, "default")
+	ctx, kube, gpu := gc.Ctx, gc.Kube, gc.GPU
+	var err error
 	ones := []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}
 	so := localcluster.SimOptions{HeartbeatInterval: time.Second, PollInterval: 100 * time.Millisecond, Resync: 5 * time.Second}
 	nodes := map[string]*localcluster.SimNode{}

@@ -20,7 +20,6 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/allocator"
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
 	"github.com/gpuslice/gpuslice/pkg/assignment"
-	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
@@ -81,20 +80,9 @@ func makePod(p podSpec) *corev1.Pod {
 }
 
 func TestSchedulerBindsWithoutDoubleBooking(t *testing.T) {
-	cp := framework.StartControlPlane(t, controlplane.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	kube := cp.Client()
-	gpu, err := versioned.NewForConfig(cp.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.EnsureNamespace(ctx, kube, localcluster.LeaseNamespace); err != nil {
-		t.Fatal(err)
-	}
+	gc := framework.StartGPUCluster(t, controlplane.Options{})
+	cp, ctx, kube, gpu := gc.CP, gc.Ctx, gc.Kube, gc.GPU
+	var err error
 
 	cat := topology.NewCatalog()
 	fresh := []*topology.Node{
