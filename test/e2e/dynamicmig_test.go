@@ -22,7 +22,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/repartition/controller"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
-	"github.com/gpuslice/gpuslice/test/framework"
+	"github.com/gpuslice/gpuslice/test/framework/gpucluster"
 )
 
 const dynNS = "dyn"
@@ -135,7 +135,7 @@ func deleteAll(t *testing.T, ctx context.Context, kube kubernetes.Interface, pre
 // After each phase every pod runs, no pod lost a device, and no node was
 // reconfigured more than once in the phase.
 func TestDynamicMIGPhases(t *testing.T) {
-	gc := framework.StartGPUCluster(t, controlplane.Options{}, dynNS, "gpu-operator")
+	gc := gpucluster.Start(t, controlplane.Options{}, dynNS, "gpu-operator")
 	cp, ctx, kube, gpu := gc.CP, gc.Ctx, gc.Kube, gc.GPU
 	var err error
 	ones := []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}
@@ -239,7 +239,7 @@ func TestDynamicMIGPhases(t *testing.T) {
 // The checker catches a pod that lost its device: a layout forced under a
 // running pod (as a MIG manager ignoring allocations would) is reported.
 func TestDynamicMIGCheckerCatchesLostDevice(t *testing.T) {
-	gc := framework.StartGPUCluster(t, controlplane.Options{}, dynNS)
+	gc := gpucluster.Start(t, controlplane.Options{}, dynNS)
 	ctx, kube, gpu := gc.Ctx, gc.Kube, gc.GPU
 	var err error
 	ones := []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}

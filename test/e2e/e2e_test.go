@@ -25,7 +25,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
-	"github.com/gpuslice/gpuslice/test/framework"
+	"github.com/gpuslice/gpuslice/test/framework/gpucluster"
 )
 
 const (
@@ -364,7 +364,7 @@ func (e *env) diagnose(pod, node string) string {
 // test. The scheduler is the caller's.
 func newEnv(t *testing.T, seed int64) *env {
 	t.Helper()
-	gc := framework.StartGPUCluster(t, controlplane.Options{}, ns)
+	gc := gpucluster.Start(t, controlplane.Options{}, ns)
 	ctx, gpu := gc.Ctx, gc.GPU
 	e := &env{t: t, ctx: ctx, cp: gc.CP, kube: gc.Kube, gpu: gpu, nodes: map[string]*localcluster.SimNode{}, rng: rand.New(rand.NewSource(seed))}
 	for i, spec := range nodeSpecs() {

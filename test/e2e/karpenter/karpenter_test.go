@@ -34,7 +34,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/nodetaint"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/test/e2e"
-	"github.com/gpuslice/gpuslice/test/framework"
+	"github.com/gpuslice/gpuslice/test/framework/gpucluster"
 )
 
 const (
@@ -266,7 +266,7 @@ func TestKarpenterProvisionsConsolidatesAndUnsticks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc := framework.StartGPUCluster(t, controlplane.Options{}, ns)
+	gc := gpucluster.Start(t, controlplane.Options{}, ns)
 	cp, ctx, kube, gpu := gc.CP, gc.Ctx, gc.Kube, gc.GPU
 	if _, err := localcluster.StartControllerManager(ctx, cp, ""); err != nil {
 		skipOrFail(t, err)

@@ -20,7 +20,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
-	"github.com/gpuslice/gpuslice/test/framework"
+	"github.com/gpuslice/gpuslice/test/framework/gpucluster"
 )
 
 const (
@@ -116,7 +116,7 @@ func waitRuns(t *testing.T, ctx context.Context, m *localcluster.FakeMIGManager,
 }
 
 func TestFakeMIGManager(t *testing.T) {
-	gc := framework.StartGPUCluster(t, controlplane.Options{}, cmNS, "default")
+	gc := gpucluster.Start(t, controlplane.Options{}, cmNS, "default")
 	ctx, kube, gpu := gc.Ctx, gc.Kube, gc.GPU
 	var err error
 	ones := []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}

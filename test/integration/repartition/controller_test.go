@@ -26,7 +26,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/repartition/controller"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
-	"github.com/gpuslice/gpuslice/test/framework"
+	"github.com/gpuslice/gpuslice/test/framework/gpucluster"
 )
 
 const (
@@ -62,7 +62,7 @@ func pendingPod(t *testing.T, ctx context.Context, kube kubernetes.Interface, na
 }
 
 func TestControllerAppliesThroughMIGManager(t *testing.T) {
-	gc := framework.StartGPUCluster(t, controlplane.Options{}, cmNS, "default")
+	gc := gpucluster.Start(t, controlplane.Options{}, cmNS, "default")
 	ctx, kube, gpu := gc.Ctx, gc.Kube, gc.GPU
 	var err error
 	ones := []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}

@@ -25,7 +25,7 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
-	"github.com/gpuslice/gpuslice/test/framework"
+	"github.com/gpuslice/gpuslice/test/framework/gpucluster"
 )
 
 const ns = "default"
@@ -80,7 +80,7 @@ func makePod(p podSpec) *corev1.Pod {
 }
 
 func TestSchedulerBindsWithoutDoubleBooking(t *testing.T) {
-	gc := framework.StartGPUCluster(t, controlplane.Options{})
+	gc := gpucluster.Start(t, controlplane.Options{})
 	cp, ctx, kube, gpu := gc.CP, gc.Ctx, gc.Kube, gc.GPU
 	var err error
 

@@ -1,4 +1,8 @@
-package framework
+// Package gpucluster starts a control plane ready for gpuslice in a test.
+// It stands apart from package framework, which stays thin: it links
+// pkg/localcluster (and with it the exporter's cgo NVML bindings), which
+// tests of the API alone must not carry.
+package gpucluster
 
 import (
 	"context"
@@ -9,6 +13,7 @@ import (
 	versioned "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned"
 	"github.com/gpuslice/gpuslice/pkg/localcluster"
 	"github.com/gpuslice/gpuslice/pkg/localcluster/controlplane"
+	"github.com/gpuslice/gpuslice/test/framework"
 )
 
 // GPUCluster is a control plane ready for gpuslice: its CRDs installed and
@@ -21,11 +26,11 @@ type GPUCluster struct {
 	GPU  versioned.Interface
 }
 
-// StartGPUCluster starts a control plane (StartControlPlane), installs
+// Start starts a control plane (framework.StartControlPlane), installs
 // gpuslice's CRDs and creates the exporter Lease namespace and namespaces.
-func StartGPUCluster(t testing.TB, opts controlplane.Options, namespaces ...string) *GPUCluster {
+func Start(t testing.TB, opts controlplane.Options, namespaces ...string) *GPUCluster {
 	t.Helper()
-	cp := StartControlPlane(t, opts)
+	cp := framework.StartControlPlane(t, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	gpu, err := versioned.NewForConfig(cp.Config())
