@@ -25,6 +25,14 @@ type Planner struct {
 	lastChange map[string]time.Time // per GPU (gpuKey)
 	lastRun    map[string]time.Time // per node
 	failures   map[string]failure
+	drains     map[string]*drainRec // per GPU (gpuKey): drains under way
+	drainQuit  map[string]time.Time // per GPU: when a drain was given up
+}
+
+type drainRec struct {
+	node  string
+	gpu   int
+	since time.Time
 }
 
 type failure struct {
@@ -40,7 +48,8 @@ func New(cfg Config, cat *topology.Catalog) (*Planner, error) {
 	if cat == nil {
 		return nil, fmt.Errorf("repartition: nil catalog")
 	}
-	return &Planner{cfg: cfg, cat: cat, layouts: map[string][]layout{}, lastChange: map[string]time.Time{}, lastRun: map[string]time.Time{}, failures: map[string]failure{}}, nil
+	return &Planner{cfg: cfg, cat: cat, layouts: map[string][]layout{}, lastChange: map[string]time.Time{}, lastRun: map[string]time.Time{}, failures: map[string]failure{},
+		drains: map[string]*drainRec{}, drainQuit: map[string]time.Time{}}, nil
 }
 
 func gpuKey(node string, index int) string { return node + "/" + strconv.Itoa(index) }
@@ -119,6 +128,8 @@ type nodeWork struct {
 	state    *allocator.State
 	gpuByID  map[string]int // device ID -> GPU position
 	busy     []bool
+	realBusy []bool // busy with devices pods hold (not virtual placements)
+	draining []int  // GPU indexes the node's drain annotation lists
 	virtual  []allocator.ResourceDevices
 	free     map[string]int   // free devices per resource, changes applied
 	capacity []map[string]int // per GPU position: what it advertises
@@ -189,6 +200,9 @@ func (p *Planner) Plan(in Input) *Plan {
 			if nw.in.Reconfiguring {
 				continue
 			}
+			if len(nw.state.DrainConflicts(pd.req, nw.draining)) > 0 {
+				continue
+			}
 			if pl, v := nw.state.Place(pd.req); v.OK() {
 				nw.take(pl.Devices())
 				placed = true
@@ -202,6 +216,7 @@ func (p *Planner) Plan(in Input) *Plan {
 		residual = append(residual, pd)
 	}
 	if len(residual) == 0 {
+		p.planDrains(in.Now, nodes, nil, nil, plan, in.Mix)
 		return plan
 	}
 	for _, nw := range nodes {
@@ -247,6 +262,7 @@ func (p *Planner) Plan(in Input) *Plan {
 		}
 		plan.Nodes = append(plan.Nodes, *np)
 	}
+	p.planDrains(in.Now, nodes, residual, served, plan, in.Mix)
 	for ri, pd := range residual {
 		if !served[ri] {
 			plan.Unserved = append(plan.Unserved, pd.d.Pod)
@@ -304,6 +320,13 @@ func (p *Planner) prepare(ns *NodeState, now time.Time) (*nodeWork, error) {
 	for _, i := range ns.BusyGPUs {
 		busyIdx[i] = true
 	}
+	for _, i := range ns.Draining {
+		for gi := range t.GPUs {
+			if t.GPUs[gi].Index == i {
+				nw.draining = append(nw.draining, i)
+			}
+		}
+	}
 	for gi := range t.GPUs {
 		g := &t.GPUs[gi]
 		if busyIdx[g.Index] {
@@ -313,6 +336,7 @@ func (p *Planner) prepare(ns *NodeState, now time.Time) (*nodeWork, error) {
 			nw.capacity[gi] = nw.layoutCapacity(g.Product, g.MemoryMiB, g.Instances)
 		}
 	}
+	nw.realBusy = append([]bool(nil), nw.busy...)
 	nw.eligible = !ns.Reconfiguring && t.MIGStrategy == topology.MIGStrategyMixed &&
 		(t.TimeSlicing == nil || !t.TimeSlicing.OneGPUPerRequest) && !now.Before(p.failures[t.Name].until) &&
 		p.nodeRested(t.Name, now)
@@ -417,6 +441,12 @@ func (nw *nodeWork) serve(gi int, l *layout, residual []pending, served []bool) 
 	for r, n := range nw.layoutCapacity(g.Product, g.MemoryMiB, l.instances) {
 		free[r] += n
 	}
+	return serveFrom(free, residual, served)
+}
+
+// serveFrom lists the residual pods, in order, that the free devices
+// serve; it consumes free.
+func serveFrom(free map[string]int, residual []pending, served []bool) []int {
 	var out []int
 	for ri := range residual {
 		if served[ri] {

@@ -45,6 +45,25 @@ type Config struct {
 	// fit once the scheduler retries; a burst that clears by itself is no
 	// reason to rebuild a GPU).
 	MinDemandAge time.Duration
+
+	// MaxDrainingGPUs caps the GPUs drained at once (0: no drain). Only an
+	// empty GPU can change, and on a busy cluster a GPU whose layout no
+	// longer matches the demand never empties: each device a pod frees is
+	// taken by the next pod that fits it. A drained GPU takes no new pod
+	// (gpuslice's scheduler turns away pods the kubelet could put there,
+	// see assignment.DrainAnnotation); its running pods are left alone,
+	// and once it is empty it changes like any idle GPU.
+	MaxDrainingGPUs int
+	// DrainAfter: a GPU is drained only for pods pending at least this
+	// long that no idle GPU can serve.
+	DrainAfter time.Duration
+	// MaxDrainTime: a drain whose GPU has not emptied by then is given
+	// up, and the GPU is not drained again before MinGPUInterval.
+	MaxDrainTime time.Duration
+	// DrainMinGain: a GPU is drained only for a layout that strands at
+	// least this much less of the learned mix (GPU-equivalents) than its
+	// current one.
+	DrainMinGain float64
 }
 
 // DefaultConfig is a conservative configuration.
@@ -56,6 +75,8 @@ func DefaultConfig() Config {
 		BackoffBase:      5 * time.Minute,
 		BackoffMax:       time.Hour,
 		MinDemandAge:     30 * time.Second,
+		DrainAfter:       5 * time.Minute,
+		MaxDrainTime:     time.Hour,
 	}
 }
 
@@ -66,8 +87,14 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("unknown repartition strategy %q (want %s or %s)", c.Strategy, FragmentationAware, FirstFit)
 	}
-	if c.MinGPUInterval < 0 || c.MinNodeInterval < 0 || c.BackoffBase < 0 || c.BackoffMax < 0 || c.MinDemandAge < 0 {
-		return fmt.Errorf("durations must not be negative (min GPU interval %v, min node interval %v, back-off %v..%v, min demand age %v)", c.MinGPUInterval, c.MinNodeInterval, c.BackoffBase, c.BackoffMax, c.MinDemandAge)
+	if c.MinGPUInterval < 0 || c.MinNodeInterval < 0 || c.BackoffBase < 0 || c.BackoffMax < 0 || c.MinDemandAge < 0 || c.DrainAfter < 0 || c.MaxDrainTime < 0 {
+		return fmt.Errorf("durations must not be negative (min GPU interval %v, min node interval %v, back-off %v..%v, min demand age %v, drain after %v, max drain time %v)", c.MinGPUInterval, c.MinNodeInterval, c.BackoffBase, c.BackoffMax, c.MinDemandAge, c.DrainAfter, c.MaxDrainTime)
+	}
+	if c.MaxDrainingGPUs < 0 {
+		return fmt.Errorf("max draining GPUs must not be negative, got %d", c.MaxDrainingGPUs)
+	}
+	if c.MaxDrainingGPUs > 0 && c.MaxDrainTime == 0 {
+		return fmt.Errorf("drains need a max drain time (a drain that never ends would idle its GPU for good)")
 	}
 	if c.BackoffMax < c.BackoffBase {
 		return fmt.Errorf("back-off maximum %v is below its base %v", c.BackoffMax, c.BackoffBase)
@@ -102,6 +129,10 @@ type NodeState struct {
 	// node (or its allocatable does not show the last layout yet): it takes
 	// no change and counts against MaxNodesInFlight.
 	Reconfiguring bool
+	// Draining are the indexes of the node's GPUs its drain annotation
+	// lists now (assignment.DrainAnnotation): the scheduler places no pod
+	// the kubelet could put there.
+	Draining []int
 }
 
 // Input is one planning round.
@@ -157,6 +188,40 @@ type Plan struct {
 	Unserved []string
 	// Rejected says why proposals were dropped (verification failures).
 	Rejected []string
+	// Drains are every GPU to drain after this round, those drained before
+	// and kept included: a node's drain annotation should list exactly
+	// its GPUs here.
+	Drains []Drain
+}
+
+// Drain is a busy GPU drained so that it can change once its pods end.
+type Drain struct {
+	Node string
+	GPU  int // the GPU's index
+	// Since is when the drain began.
+	Since time.Time
+	// From is the GPU's counts now, To the layout that would serve the
+	// pending pods (the change itself is chosen again once the GPU is
+	// empty).
+	From, To map[string]int
+	// Serves are the pending pods (Demand.Pod) it is drained for.
+	Serves []string
+}
+
+// String reads "GPU 3: 2×3g.40gb → 7×1g.10gb".
+func (d *Drain) String() string {
+	return fmt.Sprintf("GPU %d: %s → %s", d.GPU, topology.FormatCounts(d.From), topology.FormatCounts(d.To))
+}
+
+// DrainsOn lists the GPU indexes the plan drains on node.
+func (p *Plan) DrainsOn(node string) []int {
+	var out []int
+	for _, d := range p.Drains {
+		if d.Node == node {
+			out = append(out, d.GPU)
+		}
+	}
+	return out
 }
 
 // Changes counts the GPUs the plan changes.

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/gpuslice/gpuslice/pkg/allocator"
+	"github.com/gpuslice/gpuslice/pkg/assignment"
 	"github.com/gpuslice/gpuslice/pkg/cache"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
@@ -128,3 +129,24 @@ func (s *Scheduler) setDeviceAllocatable(ni int, caps map[string]int64) {
 // Topology returns the node's current topology (nil for a node without
 // GPUs). Do not change it.
 func (s *Scheduler) Topology(node string) *topology.Node { return s.topos[node] }
+
+// SetDrain is gpuslice-repartitioner writing the node's drain annotation
+// (assignment.DrainAnnotation): the GPUs with these indexes take no new pod
+// (nil or empty lifts every drain of the node).
+func (s *Scheduler) SetDrain(node string, gpus []int) error {
+	ni, ok := s.index[node]
+	if !ok {
+		return fmt.Errorf("node %s is not in the simulation", node)
+	}
+	n := s.nodes[ni].Node().DeepCopy()
+	if len(gpus) == 0 {
+		delete(n.Annotations, assignment.DrainAnnotation)
+	} else {
+		if n.Annotations == nil {
+			n.Annotations = map[string]string{}
+		}
+		n.Annotations[assignment.DrainAnnotation] = assignment.FormatDrain(gpus)
+	}
+	s.nodes[ni].SetNode(n)
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"time"
 
@@ -78,6 +79,9 @@ type DynResult struct {
 	Reconfigurations  int     `json:"reconfigured_gpus"`
 	NodeRuns          int     `json:"mig_manager_runs"`
 	ReconfigNodeHours float64 `json:"reconfiguring_node_hours"`
+	// Drains counts GPUs drained for a change (running pods left alone,
+	// new pods kept off until the GPU is empty).
+	Drains int `json:"drains"`
 	// PlacedByPhase counts placed pods by the phase they arrived in.
 	PlacedByPhase  []int `json:"placed_by_phase"`
 	ArrivedByPhase []int `json:"arrived_by_phase"`
@@ -164,6 +168,7 @@ func RunDynamic(ctx context.Context, o DynOptions, arrivals []arrival) (*DynResu
 		recon   = map[string]*reconfiguring{}
 		waits   []float64
 		gen     int
+		drained = map[string][]int{}
 		next    int
 		tick    = o.Window
 	)
@@ -227,13 +232,29 @@ func RunDynamic(ctx context.Context, o DynOptions, arrivals []arrival) (*DynResu
 		in := repartition.Input{Now: base.Add(now), Mix: learner.Snapshot(0.01)}
 		for _, name := range gpuNodes {
 			_, busy := recon[name]
-			in.Nodes = append(in.Nodes, repartition.NodeState{Topology: s.Topology(name), Allocated: s.Allocated(name), Reconfiguring: busy})
+			in.Nodes = append(in.Nodes, repartition.NodeState{Topology: s.Topology(name), Allocated: s.Allocated(name), Reconfiguring: busy, Draining: drained[name]})
 		}
 		for _, p := range pending {
 			in.Pending = append(in.Pending, repartition.Demand{Pod: string(p.a.pod.Pod.UID), Request: p.req, Since: base.Add(p.a.at)})
 		}
 		pl := planner.Plan(in)
 		planner.Commit(pl, in.Now)
+		// The repartitioner's drain annotations follow the plan.
+		for _, name := range gpuNodes {
+			want := pl.DrainsOn(name)
+			if slices.Equal(want, drained[name]) {
+				continue
+			}
+			for _, g := range want {
+				if !slices.Contains(drained[name], g) {
+					r.Drains++
+				}
+			}
+			if err := s.SetDrain(name, want); err != nil {
+				return err
+			}
+			drained[name] = want
+		}
 		for _, np := range pl.Nodes {
 			gen++
 			topo := *np.Proposed

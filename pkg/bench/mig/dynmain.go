@@ -87,6 +87,10 @@ func DynamicMain(ctx context.Context, args []string, stdout io.Writer) error {
 	interval := fs.Duration("min-gpu-interval", 15*time.Minute, "least time between two changes of one GPU")
 	maxNodes := fs.Int("max-nodes-in-flight", 4, "nodes reconfiguring at once, at most")
 	minAge := fs.Duration("min-demand-age", time.Minute, "pending pods younger than this are not acted on")
+	maxDrain := fs.Int("max-draining-gpus", 8, "GPUs drained at once, at most, so that they can change once their pods end (0: no drain)")
+	drainAfter := fs.Duration("drain-after", 5*time.Minute, "a GPU is drained only for pods pending this long that no idle GPU serves")
+	drainGain := fs.Float64("drain-min-gain", 0.1, "a GPU is drained only for a layout that strands this much less of the learned mix (GPU-equivalents)")
+	maxDrainTime := fs.Duration("max-drain-time", time.Hour, "a drain whose GPU has not emptied by then is given up")
 	staticsFlag := fs.String("statics", "all", "static layouts to compare with, comma-separated, or all: "+strings.Join(staticNames(), ", "))
 	asJSON := fs.Bool("json", false, "also print one JSON object per run")
 	parallel := fs.Int("parallel", runtime.GOMAXPROCS(0), "runs at once")
@@ -132,7 +136,8 @@ func DynamicMain(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		clusters[l.Name] = c
 	}
-	pcfg := repartition.Config{MinGPUInterval: *interval, MaxNodesInFlight: *maxNodes, BackoffBase: 5 * time.Minute, BackoffMax: time.Hour, MinDemandAge: *minAge, Strategy: repartition.FragmentationAware}
+	pcfg := repartition.Config{MinGPUInterval: *interval, MaxNodesInFlight: *maxNodes, BackoffBase: 5 * time.Minute, BackoffMax: time.Hour, MinDemandAge: *minAge, Strategy: repartition.FragmentationAware,
+		MaxDrainingGPUs: *maxDrain, DrainAfter: *drainAfter, MaxDrainTime: *maxDrainTime, DrainMinGain: *drainGain}
 	if err := pcfg.Validate(); err != nil {
 		return err
 	}

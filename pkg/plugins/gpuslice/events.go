@@ -3,6 +3,7 @@ package gpuslice
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
+	"github.com/gpuslice/gpuslice/pkg/assignment"
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
 )
 
@@ -28,7 +30,7 @@ func (p *Plugin) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, 
 		{Event: fwk.ClusterEvent{Resource: gpuNodeResource, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: p.hintGPUNode},
 		{Event: fwk.ClusterEvent{Resource: leaseResource, ActionType: fwk.Add | fwk.Update}, QueueingHintFn: p.hintLease},
 		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.Delete}, QueueingHintFn: p.hintPodDeleted},
-		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable}, QueueingHintFn: p.hintNode},
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAllocatable | fwk.UpdateNodeAnnotation}, QueueingHintFn: p.hintNode},
 	}, nil
 }
 
@@ -151,7 +153,8 @@ func (p *Plugin) hintPodDeleted(_ klog.Logger, pod *v1.Pod, oldObj, _ any) (fwk.
 }
 
 // hintNode queues the pod when a node's allocatable of a GPU resource it asks
-// for appeared or grew (the device plugin re-advertised).
+// for appeared or grew (the device plugin re-advertised), or when the
+// repartitioner stopped draining one of the node's GPUs.
 func (p *Plugin) hintNode(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
 	newNode, ok := newObj.(*v1.Node)
 	if !ok {
@@ -161,6 +164,9 @@ func (p *Plugin) hintNode(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.Q
 	req := p.request(pod)
 	if req.Empty() {
 		return fwk.QueueSkip, nil
+	}
+	if oldNode != nil && drainLifted(oldNode, newNode) {
+		return fwk.Queue, nil
 	}
 	for _, rc := range req.Effective {
 		q := newNode.Status.Allocatable[v1.ResourceName(rc.Name)]
@@ -175,6 +181,25 @@ func (p *Plugin) hintNode(_ klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.Q
 		}
 	}
 	return fwk.QueueSkip, nil
+}
+
+// drainLifted reports whether a GPU drained on the old node is not drained
+// on the new one.
+func drainLifted(oldNode, newNode *v1.Node) bool {
+	was, _ := assignment.ParseDrain(oldNode.Annotations[assignment.DrainAnnotation])
+	if len(was) == 0 {
+		return false
+	}
+	now, err := assignment.ParseDrain(newNode.Annotations[assignment.DrainAnnotation])
+	if err != nil {
+		return true // the drain is ignored now
+	}
+	for _, g := range was {
+		if !slices.Contains(now, g) {
+			return true
+		}
+	}
+	return false
 }
 
 // asGPUNode converts an event object: typed, or unstructured from the

@@ -11,8 +11,9 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/cache"
 )
 
-// Filter admits a node when its exporter's topology is fresh and every GPU
-// resource the pod asks for has enough free healthy devices. It reads only
+// Filter admits a node when its exporter's topology is fresh, every GPU
+// resource the pod asks for has enough free healthy devices, and no GPU the
+// repartitioner drains holds a free device of those resources. It reads only
 // the cache (no API call) and records the snapshot it judged for Score and
 // Reserve. That the request fits an unchanged snapshot is remembered (see
 // memo); a snapshot with a preemption overlay is a copy for this cycle and
@@ -56,8 +57,31 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *v1.Pod, nodeInf
 			slot.storeFit(st, s.reqKey)
 		}
 	}
+	if reason := drainReason(nodeInfo.Node(), st, s); reason != "" {
+		return fwk.NewStatus(fwk.Unschedulable, reason)
+	}
 	slot.record(s, judged{st: st, memo: known, own: !shared})
 	return nil
+}
+
+// drainReason is Filter's message when a GPU the repartitioner drains
+// (assignment.DrainAnnotation) holds a free device the pod asks for: the
+// kubelet could hand it out, and the GPU must empty for its new layout.
+// An annotation that does not parse drains nothing (a drain only delays
+// pods; ignoring one never costs a device).
+func drainReason(n *v1.Node, st *allocator.State, s *cycleState) string {
+	v, ok := n.Annotations[assignment.DrainAnnotation]
+	if !ok {
+		return ""
+	}
+	gpus, err := assignment.ParseDrain(v)
+	if err != nil {
+		return ""
+	}
+	if c := st.DrainConflicts(s.req, gpus); len(c) > 0 {
+		return "gpuslice: " + c[0].String()
+	}
+	return ""
 }
 
 // RejectReason is Filter's message for a node whose allocation state does
