@@ -99,3 +99,36 @@ func TestReconfigureAndRemove(t *testing.T) {
 		}
 	}
 }
+
+// A drained GPU with free devices keeps pods of those resources off the
+// node (gpuslice's Filter reads the annotation SetDrain writes); lifting
+// the drain lets them in.
+func TestSetDrain(t *testing.T) {
+	ctx := context.Background()
+	opts := shipped(t, "gpuslice-binpack")
+	opts.Nodes = []Node{node(t, fixtures.Spec{Name: "h", Product: "NVIDIA H100 80GB HBM3", GPUs: 2, MIG: []string{"3g.40gb", "3g.40gb"}})}
+	s, err := New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetDrain("h", []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	p := pod("p", "nvidia.com/mig-3g.40gb", 1)
+	d, err := s.Schedule(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Node != "" || !strings.Contains(d.Reason, "GPU 1 is draining") {
+		t.Fatalf("drained node took the pod: %+v", d)
+	}
+	if err := s.SetDrain("h", nil); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Schedule(ctx, p); err != nil || d.Node != "h" {
+		t.Fatalf("drain lifted: %+v %v", d, err)
+	}
+	if err := s.SetDrain("nope", []int{0}); err == nil {
+		t.Error("SetDrain on an unknown node succeeded")
+	}
+}
