@@ -3,6 +3,7 @@ package app
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestOptions(t *testing.T) {
@@ -17,6 +18,20 @@ func TestOptions(t *testing.T) {
 	if o.ConfigMapNamespace != "gpu-operator" || o.ConfigMapName != "custom-mig-parted-config" || o.Nodes.String() != "gpuslice.io/repartition=enabled" || len(o.SchedulerNames) != 2 {
 		t.Fatalf("defaults: %+v", o)
 	}
+	// Drains are off unless asked for.
+	if p := o.Planner; p.MaxDrainingGPUs != 0 || p.DrainAfter != 5*time.Minute || p.MaxDrainTime != time.Hour || p.DrainMinGain != 0.1 {
+		t.Fatalf("drain defaults: %+v", p)
+	}
+	f = Flags{}
+	if err := NewFlagSet(&f).Parse([]string{"--max-draining-gpus=2", "--drain-after=2m", "--max-drain-time=30m", "--drain-min-gain=0.25"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = f.Options(); err != nil {
+		t.Fatal(err)
+	}
+	if p := o.Planner; p.MaxDrainingGPUs != 2 || p.DrainAfter != 2*time.Minute || p.MaxDrainTime != 30*time.Minute || p.DrainMinGain != 0.25 {
+		t.Fatalf("drain flags: %+v", p)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -26,6 +41,10 @@ func TestOptions(t *testing.T) {
 		{[]string{"--node-selector=a in (b"}, "--node-selector"},
 		{[]string{"--max-nodes-in-flight=0"}, "at least 1"},
 		{[]string{"--sync-interval=0s"}, "sync-interval"},
+		{[]string{"--max-draining-gpus=-1"}, "max draining GPUs must not be negative"},
+		{[]string{"--max-draining-gpus=1", "--max-drain-time=0s"}, "drains need a max drain time"},
+		{[]string{"--drain-after=-1s"}, "must not be negative"},
+		{[]string{"--drain-min-gain=-0.5"}, "--drain-min-gain must not be negative"},
 	} {
 		var f Flags
 		if err := NewFlagSet(&f).Parse(tc.args); err != nil {

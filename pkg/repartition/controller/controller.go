@@ -13,7 +13,8 @@
 // bound pods the read-back has not reported yet; gpuslice.io/mig-demand on
 // pending pods: the scheduler's word that they wait for want of a MIG
 // profile). It writes the one ConfigMap, the MIG
-// config label of the nodes it may touch, and events.
+// config label and the drain annotation (gpuslice.io/mig-drain, see
+// drain.go) of the nodes it may touch, and events.
 package controller
 
 import (
@@ -81,6 +82,11 @@ type Stats struct {
 	// PodsServed counts pending pods the asked-for layouts were verified to
 	// serve.
 	PodsServed int
+	// DrainsStarted counts GPUs the controller began to drain;
+	// DrainsLifted the drains it lifted without a change (given up, no
+	// demand left, leadership ended); Draining is how many GPUs its drain
+	// annotations list now.
+	DrainsStarted, DrainsLifted, Draining int
 }
 
 // Controller is the repartition controller.
@@ -96,6 +102,7 @@ type Controller struct {
 	lastPlan time.Time
 	stats    Stats
 	seq      int
+	drain    drainState
 }
 
 type run struct {
@@ -134,7 +141,7 @@ func New(kube kubernetes.Interface, gpu versioned.Interface, o Options) (*Contro
 	if err != nil {
 		return nil, err
 	}
-	return &Controller{kube: kube, gpu: gpu, opts: o, planner: p, learner: allocator.NewMixLearner(200, 32), inflight: map[string]*run{}}, nil
+	return &Controller{kube: kube, gpu: gpu, opts: o, planner: p, learner: allocator.NewMixLearner(200, 32), inflight: map[string]*run{}, drain: newDrainState()}, nil
 }
 
 // Stats returns the counters.
@@ -156,9 +163,21 @@ func (c *Controller) InFlight() []string {
 	return out
 }
 
-// Run syncs every tick until ctx ends.
+// Run syncs every tick until ctx ends, then lifts the drains it holds
+// (LiftDrains, with a short timeout of its own), so that a controller that
+// stops leading or is scaled to zero leaves no GPU drained.
 func (c *Controller) Run(ctx context.Context, tick time.Duration) {
 	logger := klog.FromContext(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	defer func() {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), liftTimeout)
+		defer cancel()
+		if err := c.LiftDrains(lctx, "gpuslice-repartitioner stopped"); err != nil {
+			logger.Error(err, "Lifting drains on stop")
+		}
+	}()
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -204,7 +223,9 @@ func (c *Controller) read(ctx context.Context) (*snapshot, error) {
 	return s, nil
 }
 
-// Sync advances the runs in flight and, once per window, plans.
+// Sync advances the runs in flight, once per window plans (and starts the
+// plan's runs), and makes the drain annotations of the nodes follow the
+// last plan (see drain.go).
 func (c *Controller) Sync(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	snap, err := c.read(ctx)
@@ -221,24 +242,23 @@ func (c *Controller) Sync(ctx context.Context) error {
 		c.lastPlan = now
 	}
 	c.mu.Unlock()
-	if !due {
-		return nil
-	}
-	in := c.input(logger, snap, now)
-	plan := c.planner.Plan(in)
-	for _, r := range plan.Rejected {
-		logger.V(2).Info("repartition proposal rejected", "reason", r)
-	}
-	if len(plan.Nodes) == 0 {
-		return nil
-	}
-	c.planner.Commit(plan, now)
-	for i := range plan.Nodes {
-		if err := c.start(ctx, snap, &plan.Nodes[i], now); err != nil {
-			return err
+	if due {
+		in := c.input(logger, snap, now)
+		plan := c.planner.Plan(in)
+		for _, r := range plan.Rejected {
+			logger.V(2).Info("repartition proposal rejected", "reason", r)
+		}
+		if len(plan.Nodes) > 0 {
+			c.planner.Commit(plan, now)
+		}
+		c.recordDrains(plan, now)
+		for i := range plan.Nodes {
+			if err := c.start(ctx, snap, &plan.Nodes[i], now); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return c.reconcileDrains(ctx, snap)
 }
 
 // input builds the planner's input from the snapshot.
@@ -305,6 +325,7 @@ func (c *Controller) input(logger klog.Logger, snap *snapshot, now time.Time) re
 		ns.BusyGPUs = busyGPUs(topo, assigned[name])
 		_, flying := c.inflight[name]
 		ns.Reconfiguring = flying || gn.Spec.State != gpusliceapi.StateReady || !settled(snap.nodes[name], topo)
+		ns.Draining = c.draining(logger, snap.nodes[name])
 		in.Nodes = append(in.Nodes, ns)
 	}
 	return in
@@ -419,8 +440,12 @@ func (c *Controller) start(ctx context.Context, snap *snapshot, np *repartition.
 	if err != nil {
 		return err
 	}
+	held := heldGPUs(snap.nodes[np.Node], np)
 	c.mu.Lock()
 	c.inflight[np.Node] = &run{plan: *np, config: name, written: now, expect: caps, startedAt: now}
+	if len(held) > 0 {
+		c.drain.held[np.Node] = held
+	}
 	c.stats.Runs++
 	c.stats.GPUs += len(np.Changes)
 	c.stats.PodsServed += len(np.Serves)

@@ -15,6 +15,9 @@ type Metrics struct {
 	results    *metrics.CounterVec
 	podsServed *metrics.Counter
 	inFlight   *metrics.Gauge
+	// Drains (see drain.go).
+	drainsStarted, drainsLifted *metrics.Counter
+	draining                    *metrics.Gauge
 }
 
 // NewMetrics registers the controller's metrics.
@@ -30,8 +33,12 @@ func NewMetrics() *Metrics {
 		podsServed: metrics.NewCounter(opts("pods_served_total", "Pending pods the new layouts were verified to serve.")),
 		inFlight: metrics.NewGauge(&metrics.GaugeOpts{Namespace: "gpuslice", Subsystem: "repartition", Name: "nodes_reconfiguring",
 			Help: "Nodes with a run in flight.", StabilityLevel: metrics.ALPHA}),
+		drainsStarted: metrics.NewCounter(opts("drains_started_total", "GPUs drained for a MIG layout change (no new pod placed on them; their running pods left alone).")),
+		drainsLifted:  metrics.NewCounter(opts("drains_lifted_total", "Drains lifted without a change of their GPU (given up after the max drain time, no demand left, the controller stopped).")),
+		draining: metrics.NewGauge(&metrics.GaugeOpts{Namespace: "gpuslice", Subsystem: "repartition", Name: "gpus_draining",
+			Help: "GPUs the controller's drain annotations (gpuslice.io/mig-drain) list now.", StabilityLevel: metrics.ALPHA}),
 	}
-	m.registry.MustRegister(m.runs, m.gpus, m.results, m.podsServed, m.inFlight)
+	m.registry.MustRegister(m.runs, m.gpus, m.results, m.podsServed, m.inFlight, m.drainsStarted, m.drainsLifted, m.draining)
 	return m
 }
 
