@@ -63,7 +63,7 @@ func NewFlagSet(f *Flags) *flag.FlagSet {
 	fs.StringVar(&f.NodeSelector, "node-selector", "gpuslice.io/repartition=enabled", "label selector of the nodes the controller may reconfigure")
 	fs.StringVar(&f.SchedulerNames, "scheduler-names", "gpuslice-binpack,gpuslice-fragmentation-aware", "schedulerName values of the pods whose demand counts, comma-separated")
 	fs.DurationVar(&f.Window, "window", time.Minute, "how often the planner runs (demand is batched over it)")
-	fs.DurationVar(&f.Propagation, "propagation", 90*time.Second, "wait after writing the ConfigMap before setting nvidia.com/mig.config (kubelet's ConfigMap sync)")
+	fs.DurationVar(&f.Propagation, "propagation", 90*time.Second, "wait after writing the ConfigMap before setting nvidia.com/mig.config (kubelet's ConfigMap sync); the GPUs a change rebuilds are fenced (annotation gpuslice.io/mig-drain: gpuslice places no new pod there) from before the write until the run ends")
 	fs.DurationVar(&f.Timeout, "run-timeout", 20*time.Minute, "a run not ended by then counts as failed")
 	fs.DurationVar(&f.MinGPUInterval, "min-gpu-interval", d.MinGPUInterval, "least time between two changes of one GPU")
 	fs.DurationVar(&f.MinNodeInterval, "min-node-interval", d.MinNodeInterval, "least time between two runs of MIG manager on one node (a run takes the node's device plugin down); 0: only --min-gpu-interval")

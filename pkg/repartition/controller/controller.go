@@ -15,6 +15,13 @@
 // profile). It writes the one ConfigMap, the MIG
 // config label and the drain annotation (gpuslice.io/mig-drain, see
 // drain.go) of the nodes it may touch, and events.
+//
+// Before it writes a node's named config it fences the GPUs the change
+// rebuilds: it lists them in the node's gpuslice.io/mig-drain annotation,
+// drains on or off, until the run ends (success, failure or timeout), so
+// that gpuslice's scheduler places no new pod on an idle GPU chosen for a
+// change during the propagation wait (a MIG instance in use would fail the
+// run). See drain.go.
 package controller
 
 import (
@@ -85,8 +92,9 @@ type Stats struct {
 	// DrainsStarted counts GPUs the controller began to drain;
 	// DrainsLifted the drains it lifted without a change (given up, no
 	// demand left, leadership ended); Draining is how many GPUs its drain
-	// annotations list now.
-	DrainsStarted, DrainsLifted, Draining int
+	// annotations list now as drains, Fenced how many they list because a
+	// run in flight rebuilds them (see drain.go).
+	DrainsStarted, DrainsLifted, Draining, Fenced int
 }
 
 // Controller is the repartition controller.
@@ -419,8 +427,9 @@ func allocatableShows(n *corev1.Node, caps map[string]int64) bool {
 	return true
 }
 
-// start writes the node's named config and records the run; the label is
-// set once the write has propagated.
+// start fences the GPUs the node plan rebuilds (see drain.go), then writes
+// the node's named config and records the run; the label is set once the
+// write has propagated.
 func (c *Controller) start(ctx context.Context, snap *snapshot, np *repartition.NodePlan, now time.Time) error {
 	c.mu.Lock()
 	c.seq++
@@ -433,24 +442,26 @@ func (c *Controller) start(ctx context.Context, snap *snapshot, np *repartition.
 		}
 	}
 	entries := topology.PerGPUConfig(np.Layout, disabled)
-	if err := c.updateConfigs(ctx, func(f *topology.MIGParted) { f.Configs[name] = entries }); err != nil {
-		return err
-	}
 	caps, err := np.Proposed.Capacity()
 	if err != nil {
 		return err
 	}
-	held := heldGPUs(snap.nodes[np.Node], np)
+	// The fence first: no pod may land on these GPUs from here on. Should
+	// the config not be written, the next reconcile lifts it (no run).
+	if err := c.fence(ctx, np.Node, fenceGPUs(np)); err != nil {
+		return err
+	}
+	if err := c.updateConfigs(ctx, func(f *topology.MIGParted) { f.Configs[name] = entries }); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	c.inflight[np.Node] = &run{plan: *np, config: name, written: now, expect: caps, startedAt: now}
-	if len(held) > 0 {
-		c.drain.held[np.Node] = held
-	}
 	c.stats.Runs++
 	c.stats.GPUs += len(np.Changes)
 	c.stats.PodsServed += len(np.Serves)
 	flying := len(c.inflight)
 	c.mu.Unlock()
+	c.updateDrainGauge()
 	if m := c.opts.Metrics; m != nil {
 		m.runs.Inc()
 		m.gpus.Add(float64(len(np.Changes)))

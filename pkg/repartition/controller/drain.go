@@ -10,21 +10,42 @@ package controller
 // empty the planner changes it like any idle GPU.
 //
 // The annotation of every node the controller may touch (Options.Nodes)
-// lists exactly the last plan's drains of that node, plus the drained GPUs
-// its run in flight changes: those stay drained until the run ends, so
-// that no pod lands on them while the new config propagates (a MIG
-// instance in use would fail the run). It is written only when it differs
-// (get and update, retried on conflict), a value that does not parse is
-// read as no drain and overwritten, and nothing is written before this
-// controller's first planning round: a new leader first adopts the drains
-// that the annotations show (the planner takes them from
+// lists exactly the last plan's drains of that node, plus the GPUs its run
+// in flight rebuilds (the run's fence, see below). It is written only when
+// it differs (get and update, retried on conflict), a value that does not
+// parse is read as no drain and overwritten, and nothing is written before
+// this controller's first planning round: a new leader first adopts the
+// drains that the annotations show (the planner takes them from
 // NodeState.Draining), so that a crashed leader's drains carry on. A node
 // that leaves the selector loses the GPUs this controller listed there.
 //
+// Fences, drains on or off (Config.MaxDrainingGPUs 0: the annotation then
+// lists only fences). Between the planner's choice of an idle GPU and MIG
+// manager's run (the propagation wait, Options.Propagation, 90 s by
+// default in gpuslice-repartitioner, then until the node shows
+// reconfiguring) the scheduler could place a new pod on that GPU, and a
+// MIG instance in use fails the run (and the node backs off). So start
+// lists every GPU a change rebuilds in the node's annotation before it
+// writes the named config, by the same get and update (added to what the
+// annotation lists), and the reconcile keeps them listed until the run
+// ends (success, failure or timeout); then the next reconcile lists only
+// the plan's drains again. gpuslice's Filter turns away a pod the kubelet
+// could put on a fenced GPU as on a drained one: for that time the node
+// takes no pod asking for a resource of which a fenced GPU has a free
+// device, even if its other GPUs have some (the kubelet's pick among free
+// instances is arbitrary). Fenced GPUs are not drains: NodeState.Draining
+// leaves them out (the planner must not adopt a GPU it changes as a
+// drain), they start no Draining event and lift none, and they count in
+// Stats.Fenced (gpuslice_repartition_gpus_fenced), not in Draining. A
+// pod bound between the snapshot the planner judged and the fence (the
+// scheduler's cache lags the API a little) still fails the run; the fence
+// closes the propagation wait, not that instant.
+//
 // When the controller stops (Run returns: its context ended or it lost
-// the leadership), it lifts every drain it holds (LiftDrains, best effort
-// within liftTimeout): a repartitioner scaled to zero leaves no GPU
-// drained. A repartitioner killed without that chance leaves its
+// the leadership), it lifts every drain and fence it holds (LiftDrains,
+// best effort within liftTimeout): a repartitioner scaled to zero leaves
+// no GPU drained or fenced (a run still in flight is fenced again if this
+// replica leads again and plans). A repartitioner killed without that chance leaves its
 // annotations; its successor adopts them, and gives each up after
 // MaxDrainTime like its own.
 
@@ -61,23 +82,25 @@ type drainState struct {
 	// lifted says, by drainKey, why the last plan dropped a drain without a
 	// change of its GPU (for the event when the annotation loses it).
 	lifted map[string]string
-	// held: per node, the drained GPUs its run changes; listed until the
-	// run ends and the annotation no longer shows them.
-	held map[string][]int
+	// fenced: per node, the GPUs its run in flight rebuilds (sorted);
+	// listed from before the run's config is written until the run ends
+	// and the annotation no longer shows them. Kept across LiftDrains
+	// while the run is in flight.
+	fenced map[string][]int
 	// listed: per node, the GPUs its annotation lists as this controller
 	// last wrote or found it.
 	listed map[string][]int
 }
 
 func newDrainState() drainState {
-	return drainState{drains: map[string]repartition.Drain{}, lifted: map[string]string{}, held: map[string][]int{}, listed: map[string][]int{}}
+	return drainState{drains: map[string]repartition.Drain{}, lifted: map[string]string{}, fenced: map[string][]int{}, listed: map[string][]int{}}
 }
 
 func drainKey(node string, gpu int) string { return node + "/" + strconv.Itoa(gpu) }
 
 // draining is NodeState.Draining: the GPUs the node's annotation lists,
-// less those held for a run (the planner must not adopt a GPU it changes
-// as a drain). A value that does not parse is no drain (the next
+// less those fenced for its run (the planner must not adopt a GPU it
+// changes as a drain). A value that does not parse is no drain (the next
 // reconcile overwrites it). c.mu is held.
 func (c *Controller) draining(logger klog.Logger, n *corev1.Node) []int {
 	if n == nil {
@@ -88,27 +111,35 @@ func (c *Controller) draining(logger klog.Logger, n *corev1.Node) []int {
 		logger.V(2).Info("Ignoring a malformed drain annotation (it will be overwritten)", "node", klog.KObj(n), "err", err)
 		return nil
 	}
-	held := c.drain.held[n.Name]
-	return slices.DeleteFunc(gpus, func(g int) bool { return slices.Contains(held, g) })
+	fenced := c.drain.fenced[n.Name]
+	return slices.DeleteFunc(gpus, func(g int) bool { return slices.Contains(fenced, g) })
 }
 
-// heldGPUs are the GPUs of the node that the run changes and that its
-// annotation lists now: they stay drained until the run ends.
-func heldGPUs(n *corev1.Node, np *repartition.NodePlan) []int {
-	if n == nil {
-		return nil
-	}
-	drained, err := assignment.ParseDrain(n.Annotations[assignment.DrainAnnotation])
-	if err != nil {
-		return nil
-	}
-	var out []int
+// fenceGPUs are the GPUs the node plan rebuilds (sorted, distinct).
+func fenceGPUs(np *repartition.NodePlan) []int {
+	gpus := make([]int, 0, len(np.Changes))
 	for _, ch := range np.Changes {
-		if slices.Contains(drained, ch.GPU) {
-			out = append(out, ch.GPU)
-		}
+		gpus = append(gpus, ch.GPU)
 	}
-	return out
+	return normalize(gpus)
+}
+
+// fence adds the GPUs a run is about to rebuild to the node's annotation
+// (get and update, only when they are not all listed yet) and records them
+// as the run's fence: start calls it before it writes the run's config.
+func (c *Controller) fence(ctx context.Context, node string, gpus []int) error {
+	c.mu.Lock()
+	c.drain.fenced[node] = gpus
+	c.mu.Unlock()
+	prev, _, err := c.setDrain(ctx, node, func(cur []int) []int { return append(cur, gpus...) })
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.drain.listed[node] = normalize(append(slices.Clone(c.drain.listed[node]), gpus...))
+	c.mu.Unlock()
+	klog.FromContext(ctx).V(2).Info("Fenced GPUs for a MIG layout change", "node", node, "gpus", gpus, "listedBefore", prev)
+	return nil
 }
 
 // recordDrains takes the plan's drains as the ones to apply, and notes
@@ -141,7 +172,7 @@ func (c *Controller) recordDrains(plan *repartition.Plan, now time.Time) {
 }
 
 // reconcileDrains makes each node's drain annotation list the last plan's
-// drains of the node and the GPUs held for its run, writing only what
+// drains of the node and the GPUs fenced for its run in flight, writing only what
 // differs; it emits an event for each drain started or lifted.
 func (c *Controller) reconcileDrains(ctx context.Context, snap *snapshot) error {
 	c.mu.Lock()
@@ -153,7 +184,7 @@ func (c *Controller) reconcileDrains(ctx context.Context, snap *snapshot) error 
 	for _, d := range c.drain.drains {
 		want[d.Node] = append(want[d.Node], d.GPU)
 	}
-	for node, gpus := range c.drain.held {
+	for node, gpus := range c.drain.fenced {
 		if _, flying := c.inflight[node]; flying {
 			want[node] = append(want[node], gpus...)
 		}
@@ -202,7 +233,7 @@ func (c *Controller) reconcileDrains(ctx context.Context, snap *snapshot) error 
 }
 
 // settleDrain records that the node's annotation lists w, and forgets the
-// GPUs held for a run that has ended.
+// fence of a run that has ended.
 func (c *Controller) settleDrain(node string, w []int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -212,7 +243,7 @@ func (c *Controller) settleDrain(node string, w []int) {
 		delete(c.drain.listed, node)
 	}
 	if _, flying := c.inflight[node]; !flying {
-		delete(c.drain.held, node)
+		delete(c.drain.fenced, node)
 	}
 }
 
@@ -276,29 +307,47 @@ func (c *Controller) drainEvents(logger klog.Logger, snap *snapshot, n *corev1.N
 	}
 }
 
+// updateDrainGauge counts the GPUs the annotations list as drains
+// (Stats.Draining) and as fences of runs in flight (Stats.Fenced).
 func (c *Controller) updateDrainGauge() {
 	c.mu.Lock()
-	total := 0
-	for _, gpus := range c.drain.listed {
-		total += len(gpus)
+	draining, fenced := 0, 0
+	for node, gpus := range c.drain.listed {
+		_, flying := c.inflight[node]
+		for _, g := range gpus {
+			if flying && slices.Contains(c.drain.fenced[node], g) {
+				fenced++
+			} else {
+				draining++
+			}
+		}
 	}
-	c.stats.Draining = total
+	c.stats.Draining, c.stats.Fenced = draining, fenced
 	c.mu.Unlock()
 	if m := c.opts.Metrics; m != nil {
-		m.draining.Set(float64(total))
+		m.draining.Set(float64(draining))
+		m.fenced.Set(float64(fenced))
 	}
 }
 
 // LiftDrains removes from the nodes' drain annotations every GPU this
-// controller lists there, and forgets its drains until it plans again.
-// Run calls it when it ends; why goes into the events.
+// controller lists there, drains and fences alike, and forgets its drains
+// until it plans again (the fences of runs still in flight are kept, to be
+// listed again once it plans). Run calls it when it ends; why goes into
+// the events.
 func (c *Controller) LiftDrains(ctx context.Context, why string) error {
 	c.mu.Lock()
 	listed := c.drain.listed
-	for node, gpus := range c.drain.held {
+	fenced := c.drain.fenced
+	fences := map[string][]int{}
+	for node, gpus := range fenced {
 		listed[node] = normalize(append(slices.Clone(listed[node]), gpus...))
+		if _, flying := c.inflight[node]; flying {
+			fences[node] = gpus
+		}
 	}
 	c.drain = newDrainState()
+	c.drain.fenced = fences
 	c.mu.Unlock()
 	var errs []error
 	for _, node := range sortedKeys(listed) {
@@ -313,9 +362,13 @@ func (c *Controller) LiftDrains(ctx context.Context, why string) error {
 		if !wrote {
 			continue
 		}
-		var lifted []int
+		// A fence lifted is no drain lifted: no event, not counted.
+		var lifted, unfenced []int
 		for _, g := range prev {
-			if slices.Contains(ours, g) {
+			switch {
+			case slices.Contains(fenced[node], g):
+				unfenced = append(unfenced, g)
+			case slices.Contains(ours, g):
 				lifted = append(lifted, g)
 			}
 		}
@@ -325,7 +378,7 @@ func (c *Controller) LiftDrains(ctx context.Context, why string) error {
 		if m := c.opts.Metrics; m != nil {
 			m.drainsLifted.Add(float64(len(lifted)))
 		}
-		klog.FromContext(ctx).Info("Lifted drains", "node", node, "gpus", lifted, "reason", why)
+		klog.FromContext(ctx).Info("Lifted drains", "node", node, "gpus", lifted, "fences", unfenced, "reason", why)
 		if c.opts.Recorder != nil {
 			ref := &corev1.ObjectReference{Kind: "Node", Name: node, APIVersion: "v1"}
 			for _, g := range lifted {

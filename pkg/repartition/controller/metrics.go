@@ -17,7 +17,7 @@ type Metrics struct {
 	inFlight   *metrics.Gauge
 	// Drains (see drain.go).
 	drainsStarted, drainsLifted *metrics.Counter
-	draining                    *metrics.Gauge
+	draining, fenced            *metrics.Gauge
 }
 
 // NewMetrics registers the controller's metrics.
@@ -36,9 +36,11 @@ func NewMetrics() *Metrics {
 		drainsStarted: metrics.NewCounter(opts("drains_started_total", "GPUs drained for a MIG layout change (no new pod placed on them; their running pods left alone).")),
 		drainsLifted:  metrics.NewCounter(opts("drains_lifted_total", "Drains lifted without a change of their GPU (given up after the max drain time, no demand left, the controller stopped).")),
 		draining: metrics.NewGauge(&metrics.GaugeOpts{Namespace: "gpuslice", Subsystem: "repartition", Name: "gpus_draining",
-			Help: "GPUs the controller's drain annotations (gpuslice.io/mig-drain) list now.", StabilityLevel: metrics.ALPHA}),
+			Help: "GPUs the controller's drain annotations (gpuslice.io/mig-drain) list now as drains.", StabilityLevel: metrics.ALPHA}),
+		fenced: metrics.NewGauge(&metrics.GaugeOpts{Namespace: "gpuslice", Subsystem: "repartition", Name: "gpus_fenced",
+			Help: "GPUs the controller's drain annotations (gpuslice.io/mig-drain) list now because a run in flight rebuilds them (no new pod placed on them until it ends).", StabilityLevel: metrics.ALPHA}),
 	}
-	m.registry.MustRegister(m.runs, m.gpus, m.results, m.podsServed, m.inFlight, m.drainsStarted, m.drainsLifted, m.draining)
+	m.registry.MustRegister(m.runs, m.gpus, m.results, m.podsServed, m.inFlight, m.drainsStarted, m.drainsLifted, m.draining, m.fenced)
 	return m
 }
 
