@@ -21,12 +21,14 @@
 // drains on or off, until the run ends (success, failure or timeout), so
 // that gpuslice's scheduler places no new pod on an idle GPU chosen for a
 // change during the propagation wait (a MIG instance in use would fail the
-// run). See drain.go.
+// run); a run whose GPU took a pod all the same (bound just before the
+// fence) is cancelled before the label is set. See drain.go.
 package controller
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -84,8 +86,10 @@ type Options struct {
 type Stats struct {
 	// Runs are MIG manager runs asked for; GPUs the GPUs they change.
 	Runs, GPUs int
-	// Succeeded and Failed count finished runs.
-	Succeeded, Failed int
+	// Succeeded and Failed count finished runs; Cancelled the runs ended
+	// before MIG manager was asked, because a GPU they rebuild took a pod
+	// (bound just before its fence).
+	Succeeded, Failed, Cancelled int
 	// PodsServed counts pending pods the asked-for layouts were verified to
 	// serve.
 	PodsServed int
@@ -509,6 +513,15 @@ func (c *Controller) advance(ctx context.Context, snap *snapshot, now time.Time)
 			if now.Sub(r.written) < c.opts.Propagation {
 				continue
 			}
+			// The fence keeps new pods off, but a pod bound in the instant
+			// between the planner's read and the fence would fail the run
+			// (and take the node's device plugin down for it): look again
+			// before MIG manager is asked.
+			if why := c.tookPods(snap, node, &r.plan); why != "" {
+				c.cancel(node, why, n)
+				ended = true
+				continue
+			}
 			if err := c.setLabel(ctx, node, r.config); err != nil {
 				return err
 			}
@@ -572,6 +585,73 @@ func (c *Controller) finish(node string, ok bool, why string, n *corev1.Node) {
 		} else {
 			c.opts.Recorder.Eventf(n, corev1.EventTypeWarning, "RepartitionFailed", "MIG config %s: %s", r.config, why)
 		}
+	}
+}
+
+// tookPods says which GPUs the run rebuilds hold a device now, and of
+// which pods ("" when none): the exporter's read-back, and the
+// assignments of pods bound or being bound to the node (gpuslice's
+// annotation, whatever their scheduler).
+func (c *Controller) tookPods(snap *snapshot, node string, np *repartition.NodePlan) string {
+	gn := snap.gpuNodes[node]
+	if gn == nil {
+		return ""
+	}
+	topo := gn.Spec.Topology()
+	changed := fenceGPUs(np)
+	var pods []string
+	check := func(who string, devs []allocator.ResourceDevices) {
+		for _, g := range busyGPUs(topo, devs) {
+			if slices.Contains(changed, g) {
+				pods = append(pods, fmt.Sprintf("%s on GPU %d", who, g))
+				return
+			}
+		}
+	}
+	for _, pa := range gn.Spec.Allocations {
+		var devs []allocator.ResourceDevices
+		for _, ca := range pa.Containers {
+			for _, d := range ca.Devices {
+				devs = append(devs, allocator.ResourceDevices{Resource: d.Resource, DeviceIDs: d.DeviceIDs})
+			}
+		}
+		check(pa.Namespace+"/"+pa.Name, devs)
+	}
+	for i := range snap.pods {
+		p := &snap.pods[i]
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		a, err := assignment.FromPod(p)
+		if err != nil || a == nil || (p.Spec.NodeName != node && a.Node != node) {
+			continue
+		}
+		check(p.Namespace+"/"+p.Name, a.Placement().Devices())
+	}
+	if len(pods) == 0 {
+		return ""
+	}
+	sort.Strings(pods)
+	return strings.Join(slices.Compact(pods), ", ")
+}
+
+// cancel ends a run before its label is set: a GPU it rebuilds took a pod.
+// Nothing was asked of MIG manager, so the node is not backed off (the
+// planner does not change a busy GPU, and not this one again before
+// MinGPUInterval); the next reconcile lifts the fence.
+func (c *Controller) cancel(node, pods string, n *corev1.Node) {
+	c.mu.Lock()
+	r := c.inflight[node]
+	delete(c.inflight, node)
+	c.stats.Cancelled++
+	flying := len(c.inflight)
+	c.mu.Unlock()
+	if m := c.opts.Metrics; m != nil {
+		m.results.WithLabelValues("cancelled").Inc()
+		m.inFlight.Set(float64(flying))
+	}
+	if c.opts.Recorder != nil && n != nil && r != nil {
+		c.opts.Recorder.Eventf(n, corev1.EventTypeWarning, "RepartitionCancelled", "MIG config %s not applied: a GPU it rebuilds took a pod before MIG manager was asked (%s); nothing changed", r.config, pods)
 	}
 }
 

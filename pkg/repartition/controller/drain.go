@@ -38,8 +38,11 @@ package controller
 // drain), they start no Draining event and lift none, and they count in
 // Stats.Fenced (gpuslice_repartition_gpus_fenced), not in Draining. A
 // pod bound between the snapshot the planner judged and the fence (the
-// scheduler's cache lags the API a little) still fails the run; the fence
-// closes the propagation wait, not that instant.
+// scheduler's informers lag the API a little) is not kept off by it: so
+// before it sets the label the controller looks again (the exporter's
+// read-back and gpuslice's assignment annotations) and cancels the run if
+// a GPU it rebuilds holds a device (RepartitionCancelled, no back-off: MIG
+// manager was never asked, and the node's device plugin stays up).
 //
 // When the controller stops (Run returns: its context ended or it lost
 // the leadership), it lifts every drain and fence it holds (LiftDrains,

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/gpuslice/gpuslice/pkg/allocator"
 	gpusliceapi "github.com/gpuslice/gpuslice/pkg/apis/gpuslice/v1alpha1"
 	"github.com/gpuslice/gpuslice/pkg/assignment"
 	gpufake "github.com/gpuslice/gpuslice/pkg/generated/clientset/versioned/fake"
@@ -259,5 +260,72 @@ func TestLiftDrainsLiftsFences(t *testing.T) {
 	e.expect(map[string]string{"n1": "0"})
 	if st := e.c.Stats(); st.Fenced != 1 || st.Draining != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A pod bound to a GPU the run rebuilds before its fence arrived (the
+// scheduler's informers lag the API): the run is cancelled before MIG
+// manager is asked, without a back-off, and the fence is lifted. Seen
+// through gpuslice's assignment annotation (bound, or being bound, before
+// the read-back shows it) or through the exporter's read-back.
+func TestRunCancelledWhenItsGPUTookAPod(t *testing.T) {
+	for _, seen := range []string{"assignment", "read-back"} {
+		t.Run(seen, func(t *testing.T) {
+			e := newFenceEnv(t)
+			e.sync()
+			if len(e.c.InFlight()) != 1 {
+				t.Fatalf("no run started: stats %+v", e.c.Stats())
+			}
+			e.events()
+			gn := e.snap().gpuNodes["n1"]
+			units, err := gn.Spec.Topology().Units()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev := allocator.ResourceDevices{Resource: units[0].Resource, DeviceIDs: []string{units[0].DeviceID}}
+			switch seen {
+			case "assignment":
+				a := assignment.FromPlacement(&allocator.Placement{Node: "n1", Containers: []allocator.ContainerDevices{{Name: "c", Devices: []allocator.ResourceDevices{dev}}}})
+				v, err := a.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "late", Annotations: map[string]string{assignment.Annotation: v}},
+					Spec: corev1.PodSpec{SchedulerName: "gpuslice-binpack", Containers: []corev1.Container{{Name: "c"}}}}
+				if _, err := e.kube.CoreV1().Pods("ns").Create(e.ctx, p, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			case "read-back":
+				gn.Spec.Allocations = []gpusliceapi.PodAllocation{{PodUID: "u", Namespace: "ns", Name: "late", Containers: []gpusliceapi.ContainerAllocation{{Name: "c",
+					Devices: []gpusliceapi.ResourceDevices{{Resource: dev.Resource, DeviceIDs: dev.DeviceIDs}}}}}}
+				if _, err := e.c.gpu.GpusliceV1alpha1().GPUNodes().Update(e.ctx, gn, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.now = e.now.Add(30 * time.Second)
+			n := e.node()
+			e.kube.ClearActions()
+			e.sync()
+			w, _ := e.writes(n)
+			if strings.Join(w, " ") != "configmap fence=" {
+				t.Fatalf("writes %q, want no label, the config collected and the fence lifted", w)
+			}
+			st := e.c.Stats()
+			if len(e.c.InFlight()) != 0 || st.Cancelled != 1 || st.Failed != 0 || st.Succeeded != 0 || st.Fenced != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+			if e.c.planner.BackingOff("n1", e.now) {
+				t.Fatal("a cancelled run backs the node off")
+			}
+			ev := strings.Join(e.events(), "\n")
+			if want := "Warning RepartitionCancelled MIG config gpuslice-n1-"; !strings.Contains(ev, want) || !strings.Contains(ev, "ns/late on GPU 0") {
+				t.Fatalf("events %q lack %q naming ns/late on GPU 0", ev, want)
+			}
+			rw := httptest.NewRecorder()
+			e.metrics.Handler().ServeHTTP(rw, httptest.NewRequest("GET", "/metrics", nil))
+			if want := `gpuslice_repartition_run_results_total{result="cancelled"} 1`; !strings.Contains(rw.Body.String(), want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		})
 	}
 }

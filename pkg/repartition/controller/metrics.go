@@ -29,7 +29,7 @@ func NewMetrics() *Metrics {
 		registry:   metrics.NewKubeRegistry(),
 		runs:       metrics.NewCounter(opts("runs_total", "MIG manager runs asked for (named configs applied to a node).")),
 		gpus:       metrics.NewCounter(opts("gpus_reconfigured_total", "GPUs whose layout a run changes.")),
-		results:    metrics.NewCounterVec(opts("run_results_total", "Finished runs by result (success, failed)."), []string{"result"}),
+		results:    metrics.NewCounterVec(opts("run_results_total", "Finished runs by result (success, failed; cancelled: a GPU it rebuilds took a pod before MIG manager was asked)."), []string{"result"}),
 		podsServed: metrics.NewCounter(opts("pods_served_total", "Pending pods the new layouts were verified to serve.")),
 		inFlight: metrics.NewGauge(&metrics.GaugeOpts{Namespace: "gpuslice", Subsystem: "repartition", Name: "nodes_reconfiguring",
 			Help: "Nodes with a run in flight.", StabilityLevel: metrics.ALPHA}),
