@@ -27,7 +27,8 @@ type drainCand struct {
 // change of this round rebuilds is drained no more. New drains go to the
 // busy GPUs that empty soonest (fewest devices held, then least in use)
 // among those whose new layout would serve pods pending for DrainAfter or
-// longer, while fewer than MaxDrainingGPUs GPUs drain. Pods a drain serves
+// longer and whose drain leaves no free device of the node unusable, while
+// fewer than MaxDrainingGPUs GPUs drain. Pods a drain serves
 // are not counted again for the next.
 func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pending, served []bool, plan *Plan, mix *allocator.Mix) {
 	byName := map[string]*nodeWork{}
@@ -109,6 +110,10 @@ func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pendin
 	}
 
 	for len(out) < p.cfg.MaxDrainingGPUs {
+		drainedOn := map[*nodeWork][]int{}
+		for _, dc := range out {
+			drainedOn[dc.nw] = append(drainedOn[dc.nw], dc.gi)
+		}
 		var best *drainCand
 		for _, nw := range nodes {
 			if !nw.eligible {
@@ -128,6 +133,13 @@ func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pendin
 					continue
 				}
 				if last, ok := p.lastChange[k]; ok && now.Sub(last) < p.cfg.MinGPUInterval {
+					continue
+				}
+				// The scheduler turns pods of a resource the drained GPU
+				// has free away from the whole node: a new drain must not
+				// make free capacity unusable now (measured: drains that
+				// did cost more pods than they won).
+				if p.blocked(nw, gi, drainedOn[nw]) > 0 {
 					continue
 				}
 				dc := &drainCand{nw: nw, gi: gi, since: now, devices: nw.devices(gi), used: usage[gi].Used}
@@ -259,4 +271,37 @@ func (nw *nodeWork) devices(gi int) int {
 func baseID(id string) string {
 	base, _, _ := strings.Cut(id, topology.ReplicaSeparator)
 	return base
+}
+
+// blocked is the free capacity of node nw, in GPU-equivalents, that
+// draining GPU position gi makes unusable beyond what the drains of
+// positions others already do.
+func (p *Planner) blocked(nw *nodeWork, gi int, others []int) float64 {
+	g := &nw.topo.GPUs[gi]
+	m, ok := p.cat.Lookup(g.Product)
+	if !ok {
+		return 0
+	}
+	total := 0.0
+	for r := range nw.capacity[gi] {
+		if nw.state.FreeOnGPU(g.Index, r) == 0 {
+			continue
+		}
+		already := false
+		for _, o := range others {
+			if nw.state.FreeOnGPU(nw.topo.GPUs[o].Index, r) > 0 {
+				already = true
+			}
+		}
+		if already {
+			continue
+		}
+		name, _ := topology.ProfileFromResource(r)
+		prof, ok := m.Profile(name)
+		if !ok {
+			continue
+		}
+		total += float64(nw.state.Free(r)) * float64(prof.ComputeSlices) / float64(m.ComputeSlices)
+	}
+	return total
 }

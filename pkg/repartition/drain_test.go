@@ -40,39 +40,47 @@ func drainKeys(p *Plan) []string {
 	return out
 }
 
+// oneSeven is a node of one H100 as 1×7g.80gb, held by a pod.
+func oneSeven(name string) NodeState {
+	t := node(name, 1, "7g.80gb")
+	return NodeState{Topology: t, Allocated: busy(t, 0)}
+}
+
 // A busy GPU whose layout serves none of the pending pods is drained (no
-// change while it holds a pod); the one that empties soonest goes first,
-// and no more GPUs drain than the pods need.
+// change while it holds a pod): the one that empties soonest first, never
+// one whose free devices the drain would make unusable, and no more than
+// the pods need.
 func TestDrainsTheGPUThatEmptiesSoonest(t *testing.T) {
 	p := drainPlanner(t, 4)
-	n := twoThrees("a")
-	in := Input{Now: t0.Add(10 * time.Minute), Nodes: []NodeState{n}, Pending: demand("inf", "1g.10gb", 7, 0), Mix: mixOf(inferenceMix)}
+	in := Input{Now: t0.Add(10 * time.Minute), Nodes: []NodeState{twoThrees("a"), oneSeven("b")}, Pending: demand("inf", "1g.10gb", 7, 0), Mix: mixOf(inferenceMix)}
 	plan := p.Plan(in)
 	checkPlan(t, in, plan)
 	if plan.Changes() != 0 {
 		t.Fatalf("changed busy GPUs: %v", changedTo(plan))
 	}
-	want := []string{"a/GPU 0: 2×3g.40gb → 7×1g.10gb"}
+	want := []string{"b/GPU 0: 1×7g.80gb → 7×1g.10gb"}
 	if got := drainKeys(plan); !slices.Equal(got, want) {
-		t.Fatalf("drains %v, want %v (GPU 0 holds one pod, GPU 1 two; 7 pods need one GPU)", got, want)
+		t.Fatalf("drains %v, want %v (b's GPU holds one pod, a's GPU 1 two; 7 pods need one GPU)", got, want)
 	}
 	if d := plan.Drains[0]; len(d.Serves) != 7 || !d.Since.Equal(in.Now) {
 		t.Errorf("drain serves %d pods since %v, want 7 since %v", len(d.Serves), d.Since, in.Now)
 	}
-	if got := plan.DrainsOn("a"); !slices.Equal(got, []int{0}) {
-		t.Errorf("DrainsOn(a) = %v", got)
+	if got := plan.DrainsOn("b"); !slices.Equal(got, []int{0}) {
+		t.Errorf("DrainsOn(b) = %v", got)
 	}
 
-	// Twice the pods: both GPUs drain; the first keeps its start.
+	// Three times the pods: a's full GPU 1 drains too, and the first drain
+	// keeps its start. a's GPU 0 never does: its free 3g.40gb would be
+	// lost to every 3g pod of the node.
 	in.Now = in.Now.Add(time.Minute)
-	in.Nodes[0].Draining = []int{0}
-	in.Pending = demand("inf", "1g.10gb", 14, 0)
+	in.Nodes[1].Draining = []int{0}
+	in.Pending = demand("inf", "1g.10gb", 21, 0)
 	plan = p.Plan(in)
-	if got := plan.DrainsOn("a"); !slices.Equal(got, []int{0, 1}) {
-		t.Fatalf("drains %v, want GPUs 0 and 1", drainKeys(plan))
+	if got := drainKeys(plan); !slices.Equal(got, []string{"a/GPU 1: 2×3g.40gb → 7×1g.10gb", "b/GPU 0: 1×7g.80gb → 7×1g.10gb"}) {
+		t.Fatalf("drains %v, want a's GPU 1 and b's GPU 0", got)
 	}
-	if !plan.Drains[0].Since.Equal(t0.Add(10 * time.Minute)) {
-		t.Errorf("kept drain restarted at %v", plan.Drains[0].Since)
+	if !plan.Drains[1].Since.Equal(t0.Add(10 * time.Minute)) {
+		t.Errorf("kept drain restarted at %v", plan.Drains[1].Since)
 	}
 
 	// Capped.
@@ -113,17 +121,16 @@ func TestDrainWaitsAndPrefersIdleGPUs(t *testing.T) {
 // whose pods are gone is lifted.
 func TestDrainEndsInAChange(t *testing.T) {
 	p := drainPlanner(t, 4)
-	n := twoThrees("a")
-	in := Input{Now: t0.Add(10 * time.Minute), Nodes: []NodeState{n}, Pending: demand("inf", "1g.10gb", 7, 0), Mix: mixOf(inferenceMix)}
+	in := Input{Now: t0.Add(10 * time.Minute), Nodes: []NodeState{oneSeven("a")}, Pending: demand("inf", "1g.10gb", 7, 0), Mix: mixOf(inferenceMix)}
 	plan := p.Plan(in)
 	p.Commit(plan, in.Now)
 	if len(plan.Drains) != 1 {
 		t.Fatalf("drains %v", drainKeys(plan))
 	}
-	// GPU 0's pod ends.
+	// Its pod ends.
 	in.Now = in.Now.Add(20 * time.Minute)
 	in.Nodes[0].Draining = []int{0}
-	in.Nodes[0].Allocated = in.Nodes[0].Allocated[1:]
+	in.Nodes[0].Allocated = nil
 	plan = p.Plan(in)
 	checkPlan(t, in, plan)
 	if got := changedTo(plan); len(got) != 1 || len(plan.Drains) != 0 {
@@ -135,7 +142,7 @@ func TestDrainEndsInAChange(t *testing.T) {
 
 	// A drain whose pods went elsewhere is lifted.
 	q := drainPlanner(t, 4)
-	in = Input{Now: t0.Add(10 * time.Minute), Nodes: []NodeState{twoThrees("a")}, Pending: demand("inf", "1g.10gb", 7, 0), Mix: mixOf(inferenceMix)}
+	in = Input{Now: t0.Add(10 * time.Minute), Nodes: []NodeState{oneSeven("a")}, Pending: demand("inf", "1g.10gb", 7, 0), Mix: mixOf(inferenceMix)}
 	if plan := q.Plan(in); len(plan.Drains) != 1 {
 		t.Fatalf("drains %v", drainKeys(plan))
 	}
@@ -151,29 +158,30 @@ func TestDrainEndsInAChange(t *testing.T) {
 // drained again before MinGPUInterval; another GPU may be.
 func TestDrainGivesUp(t *testing.T) {
 	p := drainPlanner(t, 1)
-	n := twoThrees("a")
 	start := t0.Add(10 * time.Minute)
-	in := Input{Now: start, Nodes: []NodeState{n}, Pending: demand("inf", "1g.10gb", 7, 0), Mix: mixOf(inferenceMix)}
-	p.Plan(in)
-	in.Nodes[0].Draining = []int{0}
+	in := Input{Now: start, Nodes: []NodeState{twoThrees("a"), oneSeven("b")}, Pending: demand("inf", "1g.10gb", 7, 0), Mix: mixOf(inferenceMix)}
+	if plan := p.Plan(in); !slices.Equal(plan.DrainsOn("b"), []int{0}) {
+		t.Fatalf("drains %v, want b's GPU 0", drainKeys(plan))
+	}
+	in.Nodes[1].Draining = []int{0}
 	in.Now = start.Add(59 * time.Minute)
-	if plan := p.Plan(in); !slices.Equal(plan.DrainsOn("a"), []int{0}) {
+	if plan := p.Plan(in); !slices.Equal(plan.DrainsOn("b"), []int{0}) {
 		t.Fatalf("drain dropped before MaxDrainTime: %v", drainKeys(plan))
 	}
 	in.Now = start.Add(time.Hour)
 	plan := p.Plan(in)
-	if slices.Contains(plan.DrainsOn("a"), 0) {
-		t.Fatalf("drain of GPU 0 kept past MaxDrainTime: %v", drainKeys(plan))
+	if len(plan.DrainsOn("b")) != 0 {
+		t.Fatalf("drain of b's GPU 0 kept past MaxDrainTime: %v", drainKeys(plan))
 	}
 	if !slices.Equal(plan.DrainsOn("a"), []int{1}) {
-		t.Errorf("after giving GPU 0 up, drains %v, want GPU 1", drainKeys(plan))
+		t.Errorf("after giving b's GPU up, drains %v, want a's GPU 1", drainKeys(plan))
 	}
-	in.Nodes[0].Draining = nil
+	in.Nodes[1].Draining = nil
 	in.Now = start.Add(time.Hour + 11*time.Minute)
 	r := drainPlanner(t, 2)
 	r.drainQuit = p.drainQuit // same memory, room for two
-	if got := r.Plan(in).DrainsOn("a"); !slices.Contains(got, 0) {
-		t.Errorf("GPU 0 not drainable again after MinGPUInterval: %v", got)
+	if got := r.Plan(in).DrainsOn("b"); !slices.Equal(got, []int{0}) {
+		t.Errorf("b's GPU not drainable again after MinGPUInterval: %v", got)
 	}
 }
 

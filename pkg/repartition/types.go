@@ -77,6 +77,7 @@ func DefaultConfig() Config {
 		MinDemandAge:     30 * time.Second,
 		DrainAfter:       5 * time.Minute,
 		MaxDrainTime:     time.Hour,
+		DrainMinGain:     0.1,
 	}
 }
 
@@ -89,6 +90,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MinGPUInterval < 0 || c.MinNodeInterval < 0 || c.BackoffBase < 0 || c.BackoffMax < 0 || c.MinDemandAge < 0 || c.DrainAfter < 0 || c.MaxDrainTime < 0 {
 		return fmt.Errorf("durations must not be negative (min GPU interval %v, min node interval %v, back-off %v..%v, min demand age %v, drain after %v, max drain time %v)", c.MinGPUInterval, c.MinNodeInterval, c.BackoffBase, c.BackoffMax, c.MinDemandAge, c.DrainAfter, c.MaxDrainTime)
+	}
+	if !(c.DrainMinGain >= 0) {
+		return fmt.Errorf("drain min gain must not be negative, got %v", c.DrainMinGain)
 	}
 	if c.MaxDrainingGPUs < 0 {
 		return fmt.Errorf("max draining GPUs must not be negative, got %d", c.MaxDrainingGPUs)

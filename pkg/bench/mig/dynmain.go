@@ -87,7 +87,7 @@ func DynamicMain(ctx context.Context, args []string, stdout io.Writer) error {
 	interval := fs.Duration("min-gpu-interval", 15*time.Minute, "least time between two changes of one GPU")
 	maxNodes := fs.Int("max-nodes-in-flight", 4, "nodes reconfiguring at once, at most")
 	minAge := fs.Duration("min-demand-age", time.Minute, "pending pods younger than this are not acted on")
-	maxDrain := fs.Int("max-draining-gpus", 8, "GPUs drained at once, at most, so that they can change once their pods end (0: no drain)")
+	maxDrain := fs.Int("max-draining-gpus", 0, "GPUs drained at once, at most, so that they can change once their pods end (0: no drain, gpuslice-repartitioner's default)")
 	drainAfter := fs.Duration("drain-after", 5*time.Minute, "a GPU is drained only for pods pending this long that no idle GPU serves")
 	drainGain := fs.Float64("drain-min-gain", 0.1, "a GPU is drained only for a layout that strands this much less of the learned mix (GPU-equivalents)")
 	maxDrainTime := fs.Duration("max-drain-time", time.Hour, "a drain whose GPU has not emptied by then is given up")
@@ -166,8 +166,8 @@ func DynamicMain(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "# mig --dynamic: %d GPU nodes (half DGX A100 40GB, half DGX H100 80GB; %d GPUs, MIG strategy mixed), scheduler profile %s\n", gpus/8, gpus, *profile)
 	fmt.Fprintf(stdout, "# demand: phases of %v each: %s; Poisson arrivals, exponential run times; offered loads %s; seed %d; patience %v\n",
 		*phaseLen, phaseNames(phases), *loadsFlag, *seed, *patience)
-	fmt.Fprintf(stdout, "# planners start from %s and ask a modelled MIG manager for layouts: window %v, run %v (node takes no GPU pod), min GPU interval %v, max nodes in flight %d, min demand age %v\n",
-		statics[0].Name, *window, *reconfig, *interval, *maxNodes, *minAge)
+	fmt.Fprintf(stdout, "# planners start from %s and ask a modelled MIG manager for layouts: window %v, run %v (node takes no GPU pod), min GPU interval %v, max nodes in flight %d, min demand age %v, max draining GPUs %d (drain after %v, max drain time %v, min gain %.2f)\n",
+		statics[0].Name, *window, *reconfig, *interval, *maxNodes, *minAge, *maxDrain, *drainAfter, *maxDrainTime, *drainGain)
 	results, err := benchutil.RunAll(ctx, len(jobs), *parallel, func(ctx context.Context, i int) (*DynResult, error) {
 		j := jobs[i]
 		arr, err := dynWorkload(cat, classes, phases, j.o.Load, gpus, j.o.PhaseLen, j.o.Seed)
@@ -284,7 +284,7 @@ func writeDynTable(w io.Writer, rs []*DynResult, best *DynResult) error {
 	sorted := append([]*DynResult(nil), rs...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Layout != LayoutStatic && sorted[j].Layout == LayoutStatic })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "layouts\tplaced\tvs best static\twithdrawn\tpending at end\twait p50 (s)\twait p99 (s)\tbusy GPU-h\tused GPU-h\tGPUs rebuilt\tMIG manager runs\tnode-h reconfiguring\t")
+	fmt.Fprintln(tw, "layouts\tplaced\tvs best static\twithdrawn\tpending at end\twait p50 (s)\twait p99 (s)\tbusy GPU-h\tused GPU-h\tGPUs rebuilt\tMIG manager runs\tnode-h reconfiguring\tdrains\t")
 	for _, r := range sorted {
 		name := r.Layout
 		if r.Layout == LayoutStatic {
@@ -294,7 +294,7 @@ func writeDynTable(w io.Writer, rs []*DynResult, best *DynResult) error {
 		if best != nil && best.Placed > 0 {
 			vs = fmt.Sprintf("%+.1f%%", 100*(float64(r.Placed)/float64(best.Placed)-1))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%d\t%d\t%.1f\t\n", name, r.Placed, vs, r.Withdrawn, r.Pending, r.WaitP50, r.WaitP99, r.BusyGPUHours, r.UsedGPUHours, r.Reconfigurations, r.NodeRuns, r.ReconfigNodeHours)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%d\t%d\t%.1f\t%d\t\n", name, r.Placed, vs, r.Withdrawn, r.Pending, r.WaitP50, r.WaitP99, r.BusyGPUHours, r.UsedGPUHours, r.Reconfigurations, r.NodeRuns, r.ReconfigNodeHours, r.Drains)
 	}
 	return tw.Flush()
 }

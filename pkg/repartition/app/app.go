@@ -29,10 +29,6 @@ import (
 	"github.com/gpuslice/gpuslice/pkg/version"
 )
 
-// defaultDrainMinGain is --drain-min-gain's default (gpuslice-bench mig
-// --dynamic's too).
-const defaultDrainMinGain = 0.1
-
 // Flags are the command's settings.
 type Flags struct {
 	Kubeconfig                                    string
@@ -74,7 +70,7 @@ func NewFlagSet(f *Flags) *flag.FlagSet {
 	fs.IntVar(&f.MaxDrainingGPUs, "max-draining-gpus", d.MaxDrainingGPUs, "busy GPUs drained at once, at most, so that they can change once their pods end (annotation gpuslice.io/mig-drain: gpuslice places no new pod there, running pods are left alone); 0: no drain")
 	fs.DurationVar(&f.DrainAfter, "drain-after", d.DrainAfter, "a GPU is drained only for pods pending at least this long that no idle GPU serves")
 	fs.DurationVar(&f.MaxDrainTime, "max-drain-time", d.MaxDrainTime, "a drain whose GPU has not emptied by then is given up (and the GPU not drained again before --min-gpu-interval)")
-	fs.Float64Var(&f.DrainMinGain, "drain-min-gain", defaultDrainMinGain, "a GPU is drained only for a layout that strands at least this much less of the learned pod mix (GPU-equivalents) than its current one")
+	fs.Float64Var(&f.DrainMinGain, "drain-min-gain", d.DrainMinGain, "a GPU is drained only for a layout that strands at least this much less of the learned pod mix (GPU-equivalents) than its current one")
 	fs.StringVar(&f.LeaseNamespace, "lease-namespace", "gpuslice-system", "namespace of the leader-election Lease")
 	fs.StringVar(&f.LeaseName, "lease-name", "gpuslice-repartitioner", "name of the leader-election Lease")
 	fs.StringVar(&f.MetricsAddress, "metrics-address", ":8080", "address of /metrics; empty: none")
@@ -108,9 +104,6 @@ func (f *Flags) Options() (controller.Options, error) {
 	pc.MaxDrainingGPUs, pc.DrainAfter, pc.MaxDrainTime, pc.DrainMinGain = f.MaxDrainingGPUs, f.DrainAfter, f.MaxDrainTime, f.DrainMinGain
 	if err := pc.Validate(); err != nil {
 		return controller.Options{}, err
-	}
-	if !(f.DrainMinGain >= 0) {
-		return controller.Options{}, fmt.Errorf("--drain-min-gain must not be negative, got %v", f.DrainMinGain)
 	}
 	if f.SyncInterval <= 0 {
 		return controller.Options{}, errors.New("--sync-interval must be positive")

@@ -44,7 +44,7 @@ func TestOptions(t *testing.T) {
 		{[]string{"--max-draining-gpus=-1"}, "max draining GPUs must not be negative"},
 		{[]string{"--max-draining-gpus=1", "--max-drain-time=0s"}, "drains need a max drain time"},
 		{[]string{"--drain-after=-1s"}, "must not be negative"},
-		{[]string{"--drain-min-gain=-0.5"}, "--drain-min-gain must not be negative"},
+		{[]string{"--drain-min-gain=-0.5"}, "drain min gain must not be negative"},
 	} {
 		var f Flags
 		if err := NewFlagSet(&f).Parse(tc.args); err != nil {
