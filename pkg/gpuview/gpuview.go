@@ -43,15 +43,19 @@ func (s *Slot) Free() bool { return s.Used == 0 }
 
 // GPU is one physical GPU.
 type GPU struct {
-	Index           int     `json:"index"`
-	UUID            string  `json:"uuid"`
-	Product         string  `json:"product"`
-	Healthy         bool    `json:"healthy"`
-	UnhealthyReason string  `json:"unhealthyReason,omitempty"`
-	MIGEnabled      bool    `json:"migEnabled"`
-	Slots           []Slot  `json:"slots"`
-	Used            float64 `json:"usedGPUEquivalents"`
-	Capacity        float64 `json:"capacityGPUEquivalents"`
+	Index           int    `json:"index"`
+	UUID            string `json:"uuid"`
+	Product         string `json:"product"`
+	Healthy         bool   `json:"healthy"`
+	UnhealthyReason string `json:"unhealthyReason,omitempty"`
+	MIGEnabled      bool   `json:"migEnabled"`
+	// Draining: gpuslice-repartitioner keeps new pods off the GPU (the
+	// node's gpuslice.io/mig-drain annotation) until it is empty and its
+	// MIG layout changes.
+	Draining bool    `json:"draining,omitempty"`
+	Slots    []Slot  `json:"slots"`
+	Used     float64 `json:"usedGPUEquivalents"`
+	Capacity float64 `json:"capacityGPUEquivalents"`
 }
 
 // Empty reports whether no device of the GPU is in use.
@@ -130,8 +134,10 @@ func Build(gns []*gpusliceapi.GPUNode, pods []*v1.Pod, nodes []*v1.Node, o Optio
 		o.DefaultPolicy = topology.PolicyDistributed
 	}
 	nodeLabels := map[string]map[string]string{}
+	drains := map[string][]int{}
 	for _, n := range nodes {
 		nodeLabels[n.Name] = n.Labels
+		drains[n.Name], _ = assignment.ParseDrain(n.Annotations[assignment.DrainAnnotation])
 	}
 	byNode := map[string][]*v1.Pod{}
 	demand := map[string]ProfileDemand{}
@@ -163,7 +169,7 @@ func Build(gns []*gpusliceapi.GPUNode, pods []*v1.Pod, nodes []*v1.Node, o Optio
 	gns = slices.Clone(gns)
 	sort.Slice(gns, func(i, j int) bool { return gns[i].Name < gns[j].Name })
 	for _, gn := range gns {
-		c.Nodes = append(c.Nodes, buildNode(gn, byNode[gn.Name], nodeLabels[gn.Name], o))
+		c.Nodes = append(c.Nodes, buildNode(gn, byNode[gn.Name], nodeLabels[gn.Name], drains[gn.Name], o))
 	}
 	return c
 }
@@ -190,7 +196,7 @@ func (d *ProfileDemand) Line(now time.Time) string {
 	return fmt.Sprintf("MIG demand: %d %s %s (%d instances, oldest %s)", d.Pods, pods, d.Profile, d.Instances, now.Sub(d.Oldest).Round(time.Second))
 }
 
-func buildNode(gn *gpusliceapi.GPUNode, pods []*v1.Pod, labels map[string]string, o Options) Node {
+func buildNode(gn *gpusliceapi.GPUNode, pods []*v1.Pod, labels map[string]string, drains []int, o Options) Node {
 	n := Node{Name: gn.Name, State: string(gn.Spec.State), Message: gn.Spec.Message}
 	n.Reconfiguring = gn.Spec.State == gpusliceapi.StateReconfiguring
 	if st, ok := labels[topology.MIGConfigStateLabel]; ok && st != "success" {
@@ -252,7 +258,7 @@ func buildNode(gn *gpusliceapi.GPUNode, pods []*v1.Pod, labels map[string]string
 
 	usage := state.GPUs()
 	for gi, g := range topo.GPUs {
-		gv := GPU{Index: g.Index, UUID: g.UUID, Product: g.Product, Healthy: g.Healthy, UnhealthyReason: g.UnhealthyReason, MIGEnabled: g.MIGEnabled}
+		gv := GPU{Index: g.Index, UUID: g.UUID, Product: g.Product, Healthy: g.Healthy, UnhealthyReason: g.UnhealthyReason, MIGEnabled: g.MIGEnabled, Draining: slices.Contains(drains, g.Index)}
 		for _, u := range usage {
 			if u.UUID == g.UUID {
 				gv.Used, gv.Capacity = u.Used, u.Capacity
@@ -392,6 +398,9 @@ func (g *GPU) StyledLine(style Style) string {
 			reason = "unhealthy"
 		}
 		line += " " + style("unhealthy", "UNHEALTHY ("+reason+")")
+	}
+	if g.Draining {
+		line += " " + style("state", "draining: no new pod until its MIG layout changes")
 	}
 	return line
 }

@@ -183,3 +183,20 @@ func TestBuildMIGDemandAndRepartition(t *testing.T) {
 		t.Fatalf("node %+v", n)
 	}
 }
+
+func TestBuildDrainingGPU(t *testing.T) {
+	gn, _ := gpuNode(t, fixtures.Spec{Name: "a100", Product: "NVIDIA A100-SXM4-40GB", GPUs: 2, MIG: []string{"3g.20gb", "3g.20gb"}}, gpusliceapi.StateReady)
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "a100", Annotations: map[string]string{assignment.DrainAnnotation: "1"}}}
+	c := Build([]*gpusliceapi.GPUNode{gn}, nil, []*v1.Node{node}, Options{})
+	gs := c.Nodes[0].GPUs
+	if len(gs) != 2 || gs[0].Draining || !gs[1].Draining {
+		t.Fatalf("draining: %+v", gs)
+	}
+	if line := gs[1].StyledLine(nil); !strings.HasSuffix(line, "draining: no new pod until its MIG layout changes") {
+		t.Errorf("line %q", line)
+	}
+	node.Annotations[assignment.DrainAnnotation] = "x"
+	if c := Build([]*gpusliceapi.GPUNode{gn}, nil, []*v1.Node{node}, Options{}); c.Nodes[0].GPUs[1].Draining {
+		t.Error("a malformed annotation drains nothing, yet GPU 1 shows draining")
+	}
+}
