@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -211,7 +212,8 @@ func RunDynamic(ctx context.Context, o DynOptions, arrivals []arrival) (*DynResu
 				kept = append(kept, p)
 				continue
 			}
-			if _, err := s.Admit(ctx, p.a.pod.Pod, d); err != nil {
+			pl, err := s.Admit(ctx, p.a.pod.Pod, d)
+			if err != nil {
 				var rejected *sim.AdmissionError
 				if errors.As(err, &rejected) {
 					failed[p.key] = true
@@ -219,6 +221,10 @@ func RunDynamic(ctx context.Context, o DynOptions, arrivals []arrival) (*DynResu
 					continue
 				}
 				return err
+			}
+			// The kubelet's pick must not land on a drained GPU.
+			if g, ok := onGPUs(s.Topology(d.Node), pl.Devices(), drained[d.Node]); ok {
+				return fmt.Errorf("pod %s got a device of GPU %d of node %s, which is draining", p.a.pod.Pod.Name, g, d.Node)
 			}
 			r.Placed++
 			r.PlacedByPhase[p.a.phase]++
@@ -353,6 +359,30 @@ func RunDynamic(ctx context.Context, o DynOptions, arrivals []arrival) (*DynResu
 		return nil, fmt.Errorf("%s: %d mispredicted device picks", o.Layout, st.Mispredicted)
 	}
 	return r, nil
+}
+
+// onGPUs reports the first GPU index of gpus that holds one of devs.
+func onGPUs(t *topology.Node, devs []allocator.ResourceDevices, gpus []int) (int, bool) {
+	if t == nil || len(gpus) == 0 {
+		return 0, false
+	}
+	units, err := t.Units()
+	if err != nil {
+		return 0, false
+	}
+	index := map[string]int{}
+	for _, u := range units {
+		index[u.DeviceID] = t.GPUs[u.GPU].Index
+	}
+	for _, rd := range devs {
+		for _, id := range rd.DeviceIDs {
+			base, _, _ := strings.Cut(id, topology.ReplicaSeparator)
+			if g, ok := index[base]; ok && slices.Contains(gpus, g) {
+				return g, true
+			}
+		}
+	}
+	return 0, false
 }
 
 func percentile(sorted []float64, q float64) float64 {

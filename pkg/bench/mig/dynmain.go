@@ -216,6 +216,12 @@ func DynamicMain(ctx context.Context, args []string, stdout io.Writer) error {
 				if r.Layout == LayoutDynamic && best.Placed > 0 {
 					ratio = float64(r.Placed) / float64(best.Placed)
 				}
+				if r.Layout == LayoutDynamic && best.UsedGPUHours > 0 {
+					// Work served: GPU-equivalents in use over time, against
+					// the best static layout (provisioned GPU-hours are the
+					// same for every policy on this fixed cluster).
+					fmt.Fprintf(stdout, "used_gpu_hours_ratio=%.3f\n", r.UsedGPUHours/best.UsedGPUHours)
+				}
 			}
 		}
 	}
