@@ -18,6 +18,11 @@ type drainCand struct {
 	// GPU-equivalents.
 	devices int
 	used    float64
+	// blocked is the free capacity (GPU-equivalents) of the node the drain
+	// makes unusable: every free device of a resource the drained GPU has
+	// free, since the scheduler then turns such pods away from the whole
+	// node.
+	blocked float64
 	c       *choice
 }
 
@@ -25,10 +30,10 @@ type drainCand struct {
 // and remembers them. A drain is kept while its GPU, once empty, would
 // serve pending pods that nothing else serves, until MaxDrainTime; a GPU a
 // change of this round rebuilds is drained no more. New drains go to the
-// busy GPUs that empty soonest (fewest devices held, then least in use)
-// among those whose new layout would serve pods pending for DrainAfter or
-// longer and whose drain leaves no free device of the node unusable, while
-// fewer than MaxDrainingGPUs GPUs drain. Pods a drain serves
+// busy GPUs whose drain leaves the least free capacity of the node
+// unusable, then that empty soonest (fewest devices held, then least in
+// use), among those whose new layout would serve pods pending for
+// DrainAfter or longer, while fewer than MaxDrainingGPUs GPUs drain. Pods a drain serves
 // are not counted again for the next.
 func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pending, served []bool, plan *Plan, mix *allocator.Mix) {
 	byName := map[string]*nodeWork{}
@@ -135,14 +140,7 @@ func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pendin
 				if last, ok := p.lastChange[k]; ok && now.Sub(last) < p.cfg.MinGPUInterval {
 					continue
 				}
-				// The scheduler turns pods of a resource the drained GPU
-				// has free away from the whole node: a new drain must not
-				// make free capacity unusable now (measured: drains that
-				// did cost more pods than they won).
-				if p.blocked(nw, gi, drainedOn[nw]) > 0 {
-					continue
-				}
-				dc := &drainCand{nw: nw, gi: gi, since: now, devices: nw.devices(gi), used: usage[gi].Used}
+				dc := &drainCand{nw: nw, gi: gi, since: now, devices: nw.devices(gi), used: usage[gi].Used, blocked: p.blocked(nw, gi, drainedOn[nw])}
 				if best != nil && !dc.soonerThan(best) {
 					continue
 				}
@@ -180,9 +178,13 @@ func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pendin
 	})
 }
 
-// soonerThan orders drain candidates: fewer devices held (the GPU empties
-// when the last of its pods ends), then less in use.
+// soonerThan orders drain candidates: less free capacity made unusable,
+// then fewer devices held (the GPU empties when the last of its pods
+// ends), then less in use.
 func (a *drainCand) soonerThan(b *drainCand) bool {
+	if d := a.blocked - b.blocked; d < -1e-9 || d > 1e-9 {
+		return d < 0
+	}
 	if a.devices != b.devices {
 		return a.devices < b.devices
 	}

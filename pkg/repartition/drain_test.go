@@ -47,9 +47,9 @@ func oneSeven(name string) NodeState {
 }
 
 // A busy GPU whose layout serves none of the pending pods is drained (no
-// change while it holds a pod): the one that empties soonest first, never
-// one whose free devices the drain would make unusable, and no more than
-// the pods need.
+// change while it holds a pod): the one whose free devices the drain
+// would make unusable last, then the one that empties soonest, and no
+// more than the pods need.
 func TestDrainsTheGPUThatEmptiesSoonest(t *testing.T) {
 	p := drainPlanner(t, 4)
 	in := Input{Now: t0.Add(10 * time.Minute), Nodes: []NodeState{twoThrees("a"), oneSeven("b")}, Pending: demand("inf", "1g.10gb", 7, 0), Mix: mixOf(inferenceMix)}
@@ -69,12 +69,12 @@ func TestDrainsTheGPUThatEmptiesSoonest(t *testing.T) {
 		t.Errorf("DrainsOn(b) = %v", got)
 	}
 
-	// Three times the pods: a's full GPU 1 drains too, and the first drain
-	// keeps its start. a's GPU 0 never does: its free 3g.40gb would be
-	// lost to every 3g pod of the node.
+	// Twice the pods: a's full GPU 1 drains too, and the first drain
+	// keeps its start. a's GPU 0 does not, though it holds fewer pods: its
+	// free 3g.40gb would be lost to every 3g pod of the node.
 	in.Now = in.Now.Add(time.Minute)
 	in.Nodes[1].Draining = []int{0}
-	in.Pending = demand("inf", "1g.10gb", 21, 0)
+	in.Pending = demand("inf", "1g.10gb", 14, 0)
 	plan = p.Plan(in)
 	if got := drainKeys(plan); !slices.Equal(got, []string{"a/GPU 1: 2×3g.40gb → 7×1g.10gb", "b/GPU 0: 1×7g.80gb → 7×1g.10gb"}) {
 		t.Fatalf("drains %v, want a's GPU 1 and b's GPU 0", got)
