@@ -2,8 +2,10 @@ package allocator
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gpuslice/gpuslice/pkg/podrequest"
+	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
 // FreeOnGPU is the number of free healthy replicas of resource on the GPU
@@ -22,6 +24,29 @@ func (s *State) FreeOnGPU(gpuIndex int, resource string) int {
 		n += u.replicas - s.used[ui]
 	}
 	return int(n)
+}
+
+// GPUsHolding lists the indexes of t's GPUs that hold any of the devices
+// (time-slicing replicas count for their device), in the order first
+// found; devices t does not advertise are skipped.
+func GPUsHolding(t *topology.Node, devs []ResourceDevices) []int {
+	units, err := t.Units()
+	if err != nil {
+		return nil
+	}
+	gpuOf := make(map[string]int, len(units))
+	for _, u := range units {
+		gpuOf[u.DeviceID] = t.GPUs[u.GPU].Index
+	}
+	var out []int
+	for _, rd := range devs {
+		for _, id := range rd.DeviceIDs {
+			if i, ok := gpuOf[topology.BaseDeviceID(id)]; ok && !slices.Contains(out, i) {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
 }
 
 // DrainConflict is a draining GPU that holds a free replica of a resource

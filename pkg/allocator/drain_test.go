@@ -1,8 +1,10 @@
 package allocator
 
 import (
+	"slices"
 	"testing"
 
+	"github.com/gpuslice/gpuslice/pkg/topology"
 	"github.com/gpuslice/gpuslice/pkg/topology/fixtures"
 )
 
@@ -38,5 +40,20 @@ func TestFreeOnGPUAndDrainConflicts(t *testing.T) {
 	occupy(t, s, "nvidia.com/mig-3g.20gb", map[int]int{1: 2})
 	if c := s.DrainConflicts(r, []int{1}); c != nil {
 		t.Errorf("GPU 1 has no free device of the request, conflicts %v", c)
+	}
+}
+
+func TestGPUsHolding(t *testing.T) {
+	cat := topology.NewCatalog()
+	topo := fixtures.MustBuild(cat, fixtures.Spec{Name: "n", Product: "NVIDIA H100 80GB HBM3", GPUs: 3, MIG: []string{"3g.40gb", "3g.40gb"}, Replicas: 2})
+	devs := []ResourceDevices{
+		{Resource: "nvidia.com/mig-3g.40gb", DeviceIDs: []string{topology.ReplicaID(topo.GPUs[2].Instances[1].DeviceID, 1), topo.GPUs[0].Instances[0].DeviceID}},
+		{Resource: "nvidia.com/mig-3g.40gb", DeviceIDs: []string{topology.ReplicaID(topo.GPUs[2].Instances[0].DeviceID, 0), "MIG-unknown"}},
+	}
+	if got := GPUsHolding(topo, devs); !slices.Equal(got, []int{2, 0}) {
+		t.Errorf("GPUsHolding = %v, want [2 0]", got)
+	}
+	if got := GPUsHolding(topo, nil); got != nil {
+		t.Errorf("no devices: %v", got)
 	}
 }

@@ -2,10 +2,8 @@ package repartition
 
 import (
 	"sort"
-	"strings"
 	"time"
 
-	"github.com/gpuslice/gpuslice/pkg/allocator"
 	"github.com/gpuslice/gpuslice/pkg/topology"
 )
 
@@ -35,7 +33,7 @@ type drainCand struct {
 // use), among those whose new layout would serve pods pending for
 // DrainAfter or longer, while fewer than MaxDrainingGPUs GPUs drain. Pods a drain serves
 // are not counted again for the next.
-func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pending, served []bool, plan *Plan, mix *allocator.Mix) {
+func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pending, served []bool, plan *Plan, sc *strandCache) {
 	byName := map[string]*nodeWork{}
 	for _, nw := range nodes {
 		byName[nw.topo.Name] = nw
@@ -103,7 +101,7 @@ func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pendin
 	// Kept drains claim their pods first, oldest drain first.
 	var out []*drainCand
 	for _, dc := range keep {
-		dc.c = p.bestDrainLayout(dc.nw, dc.gi, residual, mask, mix)
+		dc.c = p.bestDrainLayout(dc.nw, dc.gi, residual, mask, sc)
 		if dc.c == nil {
 			delete(p.drains, gpuKey(dc.nw.topo.Name, dc.nw.topo.GPUs[dc.gi].Index))
 			continue
@@ -126,25 +124,21 @@ func (p *Planner) planDrains(now time.Time, nodes []*nodeWork, residual []pendin
 			}
 			usage := nw.state.GPUs()
 			for gi := range nw.topo.GPUs {
-				g := &nw.topo.GPUs[gi]
-				k := gpuKey(nw.topo.Name, g.Index)
-				if !nw.realBusy[gi] || p.drains[k] != nil || !g.MIGEnabled || !g.Healthy {
-					continue
-				}
-				if _, done := nw.changed[gi]; done {
+				k := gpuKey(nw.topo.Name, nw.topo.GPUs[gi].Index)
+				if !nw.realBusy[gi] || p.drains[k] != nil {
 					continue
 				}
 				if _, quit := p.drainQuit[k]; quit {
 					continue
 				}
-				if last, ok := p.lastChange[k]; ok && now.Sub(last) < p.cfg.MinGPUInterval {
+				if _, ok := p.changeable(nw, gi, now); !ok {
 					continue
 				}
 				dc := &drainCand{nw: nw, gi: gi, since: now, devices: nw.devices(gi), used: usage[gi].Used, blocked: p.blocked(nw, gi, drainedOn[nw])}
 				if best != nil && !dc.soonerThan(best) {
 					continue
 				}
-				if dc.c = p.bestDrainLayout(nw, gi, residual, mask, mix); dc.c != nil {
+				if dc.c = p.bestDrainLayout(nw, gi, residual, mask, sc); dc.c != nil {
 					best = dc
 				}
 			}
@@ -194,7 +188,7 @@ func (a *drainCand) soonerThan(b *drainCand) bool {
 // bestDrainLayout is the layout GPU position gi would best take once empty
 // for the residual pods mask leaves: the most served (highest priority
 // first), then the least stranded for the mix. Nil when none serves a pod.
-func (p *Planner) bestDrainLayout(nw *nodeWork, gi int, residual []pending, mask []bool, mix *allocator.Mix) *choice {
+func (p *Planner) bestDrainLayout(nw *nodeWork, gi int, residual []pending, mask []bool, sc *strandCache) *choice {
 	g := &nw.topo.GPUs[gi]
 	m, ok := p.cat.Lookup(g.Product)
 	if !ok || len(residual) == 0 {
@@ -233,8 +227,8 @@ func (p *Planner) bestDrainLayout(nw *nodeWork, gi int, residual []pending, mask
 		for _, ri := range sv {
 			c.value[prios[residual[ri].d.Priority]]++
 		}
-		if mix != nil {
-			c.strandDelta = strandedForMix(p.cat, g.Product, l.instances, mix) - strandedForMix(p.cat, g.Product, g.Instances, mix)
+		if sc.mix != nil {
+			c.strandDelta = sc.stranded(g.Product, l.key, l.instances) - sc.stranded(g.Product, curKey, g.Instances)
 			if c.strandDelta > -p.cfg.DrainMinGain {
 				continue
 			}
@@ -261,18 +255,12 @@ func (nw *nodeWork) devices(gi int) int {
 	n := 0
 	for _, rd := range nw.in.Allocated {
 		for _, id := range rd.DeviceIDs {
-			if p, ok := nw.gpuByID[baseID(id)]; ok && p == gi {
+			if p, ok := nw.gpuByID[topology.BaseDeviceID(id)]; ok && p == gi {
 				n++
 			}
 		}
 	}
 	return n
-}
-
-// baseID is a device ID without its time-slicing replica suffix.
-func baseID(id string) string {
-	base, _, _ := strings.Cut(id, topology.ReplicaSeparator)
-	return base
 }
 
 // blocked is the free capacity of node nw, in GPU-equivalents, that

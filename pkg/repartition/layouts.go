@@ -107,3 +107,26 @@ func strandedForMix(cat *topology.Catalog, product string, instances []topology.
 	}
 	return s
 }
+
+// strandCache memoises strandedForMix over one planning round (the mix
+// does not change within it), by product and layout key.
+type strandCache struct {
+	cat *topology.Catalog
+	mix *allocator.Mix
+	m   map[string]float64
+}
+
+func newStrandCache(cat *topology.Catalog, mix *allocator.Mix) *strandCache {
+	return &strandCache{cat: cat, mix: mix, m: map[string]float64{}}
+}
+
+// stranded is strandedForMix of the instances, whose counts' key is key.
+func (c *strandCache) stranded(product, key string, instances []topology.GPUInstance) float64 {
+	k := product + "|" + key
+	if v, ok := c.m[k]; ok {
+		return v
+	}
+	v := strandedForMix(c.cat, product, instances, c.mix)
+	c.m[k] = v
+	return v
+}

@@ -216,7 +216,7 @@ func (p *Planner) Plan(in Input) *Plan {
 		residual = append(residual, pd)
 	}
 	if len(residual) == 0 {
-		p.planDrains(in.Now, nodes, nil, nil, plan, in.Mix)
+		p.planDrains(in.Now, nodes, nil, nil, plan, newStrandCache(p.cat, in.Mix))
 		return plan
 	}
 	for _, nw := range nodes {
@@ -228,8 +228,9 @@ func (p *Planner) Plan(in Input) *Plan {
 
 	served := make([]bool, len(residual))
 	selected := 0
+	sc := newStrandCache(p.cat, in.Mix)
 	for {
-		best := p.best(in.Now, nodes, residual, served, inFlight+selected, in.Mix)
+		best := p.best(in.Now, nodes, residual, served, inFlight+selected, sc)
 		if best == nil {
 			break
 		}
@@ -262,7 +263,7 @@ func (p *Planner) Plan(in Input) *Plan {
 		}
 		plan.Nodes = append(plan.Nodes, *np)
 	}
-	p.planDrains(in.Now, nodes, residual, served, plan, in.Mix)
+	p.planDrains(in.Now, nodes, residual, served, plan, sc)
 	for ri, pd := range residual {
 		if !served[ri] {
 			plan.Unserved = append(plan.Unserved, pd.d.Pod)
@@ -305,8 +306,7 @@ func (p *Planner) prepare(ns *NodeState, now time.Time) (*nodeWork, error) {
 	}
 	for _, rd := range ns.Allocated {
 		for _, id := range rd.DeviceIDs {
-			base, _, _ := strings.Cut(id, topology.ReplicaSeparator)
-			gi, ok := nw.gpuByID[base]
+			gi, ok := nw.gpuByID[topology.BaseDeviceID(id)]
 			if !ok {
 				return nil, fmt.Errorf("node %s left out: allocated %s device %s is not advertised", t.Name, rd.Resource, id)
 			}
@@ -321,10 +321,8 @@ func (p *Planner) prepare(ns *NodeState, now time.Time) (*nodeWork, error) {
 		busyIdx[i] = true
 	}
 	for _, i := range ns.Draining {
-		for gi := range t.GPUs {
-			if t.GPUs[gi].Index == i {
-				nw.draining = append(nw.draining, i)
-			}
+		if nw.position(i) >= 0 {
+			nw.draining = append(nw.draining, i)
 		}
 	}
 	for gi := range t.GPUs {
@@ -378,8 +376,7 @@ func (nw *nodeWork) take(devs []allocator.ResourceDevices) {
 	nw.virtual = append(nw.virtual, devs...)
 	for _, rd := range devs {
 		for _, id := range rd.DeviceIDs {
-			base, _, _ := strings.Cut(id, topology.ReplicaSeparator)
-			if gi, ok := nw.gpuByID[base]; ok {
+			if gi, ok := nw.gpuByID[topology.BaseDeviceID(id)]; ok {
 				nw.busy[gi] = true
 			}
 		}
@@ -388,7 +385,17 @@ func (nw *nodeWork) take(devs []allocator.ResourceDevices) {
 
 // candidate reports whether GPU position gi may change at now.
 func (p *Planner) candidate(nw *nodeWork, gi int, now time.Time) (*topology.Model, bool) {
-	if !nw.eligible || nw.busy[gi] {
+	if nw.busy[gi] {
+		return nil, false
+	}
+	return p.changeable(nw, gi, now)
+}
+
+// changeable reports whether GPU position gi may change at now once it
+// is empty: its node takes changes, it did not change this round or within
+// MinGPUInterval, and it is a healthy MIG GPU of a known model.
+func (p *Planner) changeable(nw *nodeWork, gi int, now time.Time) (*topology.Model, bool) {
+	if !nw.eligible {
 		return nil, false
 	}
 	if _, done := nw.changed[gi]; done {
@@ -503,18 +510,8 @@ func better(a, b *choice) bool {
 // first) and strands least for the mix, or, for FirstFit, the first that
 // serves any pod. Nodes not yet selected are considered only while fewer
 // than MaxNodesInFlight nodes reconfigure.
-func (p *Planner) best(now time.Time, nodes []*nodeWork, residual []pending, served []bool, busyNodes int, mix *allocator.Mix) *choice {
+func (p *Planner) best(now time.Time, nodes []*nodeWork, residual []pending, served []bool, busyNodes int, sc *strandCache) *choice {
 	prios := priorityLevels(residual)
-	strand := map[string]float64{}
-	stranded := func(product string, key string, instances []topology.GPUInstance) float64 {
-		k := product + "|" + key
-		if v, ok := strand[k]; ok {
-			return v
-		}
-		v := strandedForMix(p.cat, product, instances, mix)
-		strand[k] = v
-		return v
-	}
 	var best *choice
 	for _, nw := range nodes {
 		if !nw.eligible || (!nw.selected && busyNodes >= p.cfg.MaxNodesInFlight) {
@@ -535,7 +532,7 @@ func (p *Planner) best(now time.Time, nodes []*nodeWork, residual []pending, ser
 			seen[g.Product+"|"+curKey] = true
 			curStrand := 0.0
 			if p.cfg.Strategy == FragmentationAware {
-				curStrand = stranded(g.Product, curKey, g.Instances)
+				curStrand = sc.stranded(g.Product, curKey, g.Instances)
 			}
 			for li := range p.modelLayouts(m) {
 				l := &p.layouts[m.Name][li]
@@ -553,7 +550,7 @@ func (p *Planner) best(now time.Time, nodes []*nodeWork, residual []pending, ser
 				if p.cfg.Strategy == FirstFit {
 					return c
 				}
-				c.strandDelta = stranded(g.Product, l.key, l.instances) - curStrand
+				c.strandDelta = sc.stranded(g.Product, l.key, l.instances) - curStrand
 				if better(c, best) {
 					best = c
 				}

@@ -25,6 +25,13 @@ func ReplicaID(deviceID string, replica int) string {
 	return deviceID + ReplicaSeparator + strconv.Itoa(replica)
 }
 
+// BaseDeviceID is the device a device ID names: the ID without its
+// time-slicing replica suffix ("<id>::<n>" → "<id>").
+func BaseDeviceID(id string) string {
+	base, _, _ := strings.Cut(id, ReplicaSeparator)
+	return base
+}
+
 // SplitReplicaID splits "<id>::<n>" into its device ID and replica number.
 // IDs without a replica annotation return replica -1.
 func SplitReplicaID(id string) (deviceID string, replica int, ok bool) {

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -366,20 +365,9 @@ func onGPUs(t *topology.Node, devs []allocator.ResourceDevices, gpus []int) (int
 	if t == nil || len(gpus) == 0 {
 		return 0, false
 	}
-	units, err := t.Units()
-	if err != nil {
-		return 0, false
-	}
-	index := map[string]int{}
-	for _, u := range units {
-		index[u.DeviceID] = t.GPUs[u.GPU].Index
-	}
-	for _, rd := range devs {
-		for _, id := range rd.DeviceIDs {
-			base, _, _ := strings.Cut(id, topology.ReplicaSeparator)
-			if g, ok := index[base]; ok && slices.Contains(gpus, g) {
-				return g, true
-			}
+	for _, g := range allocator.GPUsHolding(t, devs) {
+		if slices.Contains(gpus, g) {
+			return g, true
 		}
 	}
 	return 0, false

@@ -326,15 +326,11 @@ func (c *Controller) input(logger klog.Logger, snap *snapshot, now time.Time) re
 		}
 		topo := gn.Spec.Topology()
 		ns := repartition.NodeState{Topology: topo}
-		for _, pa := range gn.Spec.Allocations {
-			for _, ca := range pa.Containers {
-				for _, d := range ca.Devices {
-					ns.Allocated = append(ns.Allocated, allocator.ResourceDevices{Resource: d.Resource, DeviceIDs: append([]string(nil), d.DeviceIDs...)})
-				}
-			}
+		for i := range gn.Spec.Allocations {
+			ns.Allocated = append(ns.Allocated, readBack(&gn.Spec.Allocations[i])...)
 		}
 		// Devices the read-back already shows are not listed twice.
-		ns.BusyGPUs = busyGPUs(topo, assigned[name])
+		ns.BusyGPUs = allocator.GPUsHolding(topo, assigned[name])
 		_, flying := c.inflight[name]
 		ns.Reconfiguring = flying || gn.Spec.State != gpusliceapi.StateReady || !settled(snap.nodes[name], topo)
 		ns.Draining = c.draining(logger, snap.nodes[name])
@@ -372,30 +368,6 @@ func migDemand(logger klog.Logger, p *corev1.Pod, req *podrequest.Request) (*ass
 		}
 	}
 	return d, true
-}
-
-// busyGPUs are the indexes of the GPUs holding any of the devices.
-func busyGPUs(t *topology.Node, devs []allocator.ResourceDevices) []int {
-	units, err := t.Units()
-	if err != nil {
-		return nil
-	}
-	gpuOf := map[string]int{}
-	for _, u := range units {
-		gpuOf[u.DeviceID] = t.GPUs[u.GPU].Index
-	}
-	seen := map[int]bool{}
-	var out []int
-	for _, rd := range devs {
-		for _, id := range rd.DeviceIDs {
-			base, _, _ := strings.Cut(id, topology.ReplicaSeparator)
-			if i, ok := gpuOf[base]; ok && !seen[i] {
-				seen[i] = true
-				out = append(out, i)
-			}
-		}
-	}
-	return out
 }
 
 // settled reports whether MIG manager is idle on the node and its
@@ -601,21 +573,16 @@ func (c *Controller) tookPods(snap *snapshot, node string, np *repartition.NodeP
 	changed := fenceGPUs(np)
 	var pods []string
 	check := func(who string, devs []allocator.ResourceDevices) {
-		for _, g := range busyGPUs(topo, devs) {
+		for _, g := range allocator.GPUsHolding(topo, devs) {
 			if slices.Contains(changed, g) {
 				pods = append(pods, fmt.Sprintf("%s on GPU %d", who, g))
 				return
 			}
 		}
 	}
-	for _, pa := range gn.Spec.Allocations {
-		var devs []allocator.ResourceDevices
-		for _, ca := range pa.Containers {
-			for _, d := range ca.Devices {
-				devs = append(devs, allocator.ResourceDevices{Resource: d.Resource, DeviceIDs: d.DeviceIDs})
-			}
-		}
-		check(pa.Namespace+"/"+pa.Name, devs)
+	for i := range gn.Spec.Allocations {
+		pa := &gn.Spec.Allocations[i]
+		check(pa.Namespace+"/"+pa.Name, readBack(pa))
 	}
 	for i := range snap.pods {
 		p := &snap.pods[i]
@@ -633,6 +600,18 @@ func (c *Controller) tookPods(snap *snapshot, node string, np *repartition.NodeP
 	}
 	sort.Strings(pods)
 	return strings.Join(slices.Compact(pods), ", ")
+}
+
+// readBack is the devices the exporter read back for one pod, all its
+// containers together.
+func readBack(pa *gpusliceapi.PodAllocation) []allocator.ResourceDevices {
+	var out []allocator.ResourceDevices
+	for _, ca := range pa.Containers {
+		for _, d := range ca.Devices {
+			out = append(out, allocator.ResourceDevices{Resource: d.Resource, DeviceIDs: slices.Clone(d.DeviceIDs)})
+		}
+	}
+	return out
 }
 
 // cancel ends a run before its label is set: a GPU it rebuilds took a pod.

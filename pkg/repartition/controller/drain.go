@@ -56,8 +56,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -114,8 +114,7 @@ func (c *Controller) draining(logger klog.Logger, n *corev1.Node) []int {
 		logger.V(2).Info("Ignoring a malformed drain annotation (it will be overwritten)", "node", klog.KObj(n), "err", err)
 		return nil
 	}
-	fenced := c.drain.fenced[n.Name]
-	return slices.DeleteFunc(gpus, func(g int) bool { return slices.Contains(fenced, g) })
+	return without(gpus, c.drain.fenced[n.Name])
 }
 
 // fenceGPUs are the GPUs the node plan rebuilds (sorted, distinct).
@@ -201,11 +200,9 @@ func (c *Controller) reconcileDrains(ctx context.Context, snap *snapshot) error 
 	c.mu.Unlock()
 
 	var errs []error
-	for _, node := range sortedKeys(gone) {
+	for _, node := range slices.Sorted(maps.Keys(gone)) {
 		ours := gone[node]
-		if _, _, err := c.setDrain(ctx, node, func(cur []int) []int {
-			return slices.DeleteFunc(cur, func(g int) bool { return slices.Contains(ours, g) })
-		}); err != nil {
+		if _, _, err := c.setDrain(ctx, node, func(cur []int) []int { return without(cur, ours) }); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -213,11 +210,10 @@ func (c *Controller) reconcileDrains(ctx context.Context, snap *snapshot) error 
 		delete(c.drain.listed, node)
 		c.mu.Unlock()
 	}
-	for _, node := range sortedKeys(snap.nodes) {
+	for _, node := range slices.Sorted(maps.Keys(snap.nodes)) {
 		n := snap.nodes[node]
 		w := normalize(want[node])
-		raw, has := n.Annotations[assignment.DrainAnnotation]
-		if (len(w) == 0 && !has) || (len(w) > 0 && raw == assignment.FormatDrain(w)) {
+		if listsExactly(n, w) {
 			c.settleDrain(node, w)
 			continue
 		}
@@ -271,7 +267,7 @@ func (c *Controller) drainEvents(logger klog.Logger, snap *snapshot, n *corev1.N
 		}
 		k := drainKey(n.Name, g)
 		if why, ok := c.drain.lifted[k]; ok {
-			lifted = append(lifted, fmt.Sprintf("lifted the drain of GPU %d of node %s (MIG layout unchanged): %s", g, n.Name, why))
+			lifted = append(lifted, liftedMessage(n.Name, g, why))
 			delete(c.drain.lifted, k)
 			c.stats.DrainsLifted++
 		}
@@ -353,11 +349,9 @@ func (c *Controller) LiftDrains(ctx context.Context, why string) error {
 	c.drain.fenced = fences
 	c.mu.Unlock()
 	var errs []error
-	for _, node := range sortedKeys(listed) {
+	for _, node := range slices.Sorted(maps.Keys(listed)) {
 		ours := listed[node]
-		prev, wrote, err := c.setDrain(ctx, node, func(cur []int) []int {
-			return slices.DeleteFunc(cur, func(g int) bool { return slices.Contains(ours, g) })
-		})
+		prev, wrote, err := c.setDrain(ctx, node, func(cur []int) []int { return without(cur, ours) })
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -385,7 +379,7 @@ func (c *Controller) LiftDrains(ctx context.Context, why string) error {
 		if c.opts.Recorder != nil {
 			ref := &corev1.ObjectReference{Kind: "Node", Name: node, APIVersion: "v1"}
 			for _, g := range lifted {
-				c.opts.Recorder.Eventf(ref, corev1.EventTypeNormal, "DrainLifted", "lifted the drain of GPU %d of node %s (MIG layout unchanged): %s", g, node, why)
+				c.opts.Recorder.Event(ref, corev1.EventTypeNormal, "DrainLifted", liftedMessage(node, g, why))
 			}
 		}
 	}
@@ -407,14 +401,13 @@ func (c *Controller) setDrain(ctx context.Context, node string, change func(cur 
 		if err != nil {
 			return err
 		}
-		raw, has := n.Annotations[assignment.DrainAnnotation]
-		cur, perr := assignment.ParseDrain(raw)
+		cur, perr := assignment.ParseDrain(n.Annotations[assignment.DrainAnnotation])
 		if perr != nil {
 			cur = nil
 		}
 		prev = slices.Clone(cur)
 		w := normalize(change(cur))
-		if (len(w) == 0 && !has) || (len(w) > 0 && raw == assignment.FormatDrain(w)) {
+		if listsExactly(n, w) {
 			return nil
 		}
 		if len(w) == 0 {
@@ -447,11 +440,23 @@ func normalize(gpus []int) []int {
 	return slices.Compact(out)
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// listsExactly reports whether the node's drain annotation is what
+// writing w leaves: absent for none, else w's formatted value.
+func listsExactly(n *corev1.Node, w []int) bool {
+	raw, has := n.Annotations[assignment.DrainAnnotation]
+	if len(w) == 0 {
+		return !has
 	}
-	sort.Strings(out)
-	return out
+	return raw == assignment.FormatDrain(w)
+}
+
+// without is gpus less those in drop.
+func without(gpus, drop []int) []int {
+	return slices.DeleteFunc(gpus, func(g int) bool { return slices.Contains(drop, g) })
+}
+
+// liftedMessage is the DrainLifted event of a drain that ends without a
+// change of its GPU.
+func liftedMessage(node string, gpu int, why string) string {
+	return fmt.Sprintf("lifted the drain of GPU %d of node %s (MIG layout unchanged): %s", gpu, node, why)
 }
